@@ -1,0 +1,110 @@
+"""The package's exception tree.
+
+Input problems are found before any network call and say which item, what is
+wrong and the limit. Service problems keep the API's ``code`` and ``status``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Gemb2Error(Exception):
+    """Base of every error raised by gemb2."""
+
+
+class ConfigError(Gemb2Error, ValueError):
+    """A setting is invalid (unknown model, dimension out of range, missing credentials)."""
+
+
+class InputError(Gemb2Error, ValueError):
+    """An input item cannot be embedded as given; raised before any network call."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        item: int | None = None,
+        source: str | None = None,
+        limit: str | None = None,
+    ) -> None:
+        self.item = item
+        self.source = source
+        self.reason = reason
+        self.limit = limit
+        where = []
+        if item is not None:
+            where.append(f"item {item}")
+        if source:
+            where.append(source)
+        text = f"{' ('.join(where)}{')' if len(where) > 1 else ''}: {reason}" if where else reason
+        if limit:
+            text += f" (limit: {limit})"
+        super().__init__(text)
+
+
+class LimitExceededError(InputError):
+    """The item is over one of the model's per-item limits; split it or shrink it."""
+
+
+class UnsupportedMediaError(InputError):
+    """The file's type is not one the model accepts."""
+
+
+class MediaReadError(InputError):
+    """The media could not be read or is corrupt or truncated."""
+
+
+class APIError(Gemb2Error):
+    """The service answered with an error; ``code`` and ``status`` are the API's."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status: str | None = None,
+        details: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.code = code
+        self.status = status
+        self.message = message
+        self.details = details
+        self.retry_after = retry_after
+        prefix = " ".join(str(p) for p in (code, status) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class RateLimitError(APIError):
+    """429 RESOURCE_EXHAUSTED: the project's quota or rate limit was hit."""
+
+
+class ServerError(APIError):
+    """5xx from the service."""
+
+
+class TransportError(APIError):
+    """The connection failed, was dropped or timed out before an answer."""
+
+
+class RetryExhaustedError(APIError):
+    """Retries ran out; ``last`` is the final failure."""
+
+    def __init__(self, last: APIError, attempts: int) -> None:
+        self.last = last
+        self.attempts = attempts
+        super().__init__(
+            f"gave up after {attempts} attempts: {last}",
+            code=last.code,
+            status=last.status,
+            details=last.details,
+        )
+
+
+class ResponseMismatchError(APIError):
+    """The service returned a different number of vectors than items sent."""
+
+
+class ModelMismatchError(Gemb2Error, ValueError):
+    """A collection was built with another model or dimension; the spaces are incompatible."""

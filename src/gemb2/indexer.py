@@ -1,0 +1,147 @@
+"""Index a folder of mixed media into a Chroma collection, resumably.
+
+Record ids are derived from the file's content hash, model, dimension and piece
+number, so re-running over unchanged files finds them stored and makes no call;
+a changed file's old pieces are deleted; a content-addressed vector cache makes a
+crashed run's finished pieces free on the next run. Vectors are written batch by
+batch as they land, so a failure loses nothing already paid for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .embedder import Embedder
+from .errors import InputError
+from .loading import file_hash, load_file, walk
+from .media import Item
+from .usage import Usage
+
+
+@dataclass
+class FilePlan:
+    """One source file: its hash, and the items its pieces became."""
+
+    path: Path
+    file_hash: str
+    items: list[Item] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IndexReport:
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    items_written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    removed_stale: int = 0
+    usage: Usage | None = None
+
+
+def record_id(content_hash: str, model: str, dimensions: int, piece: int) -> str:
+    return hashlib.sha256(f"{content_hash}|{model}|{dimensions}|{piece}".encode()).hexdigest()[:32]
+
+
+def plan_file(path: Path, embedder: Embedder, digest: str) -> FilePlan:
+    """Split the file into items that fit the model's limits, each with its record id."""
+    s = embedder.settings
+    plan = FilePlan(path=path, file_hash=digest)
+    for item in load_file(
+        path, s.resolved_limits, use_video_audio=s.use_video_audio, digest=digest
+    ):
+        meta = {**item.metadata, "model": embedder.model, "dimensions": embedder.dimensions}
+        plan.items.append(Item(parts=item.parts, metadata=meta))
+        plan.ids.append(record_id(digest, embedder.model, embedder.dimensions, meta["piece"]))
+    return plan
+
+
+def describe(item: Item) -> str:
+    """Chroma stores a document string per record: the text, or a label for media."""
+    if item.is_text_only:
+        return item.text
+    meta = item.metadata
+    label = f"[{meta.get('modality')}] {meta.get('source')}"
+    if "page_start" in meta:
+        label += f" pages {meta['page_start']}-{meta['page_end']}"
+    if "start_seconds" in meta:
+        label += f" {meta['start_seconds']:.1f}-{meta['end_seconds']:.1f} s"
+    return label
+
+
+def index_paths(
+    paths: Iterable[str | Path],
+    collection: Any,
+    embedder: Embedder,
+    *,
+    chunk_items: int = 200,
+    progress: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> IndexReport:
+    """Embed every new or changed file under ``paths`` into ``collection``."""
+    report = IndexReport(usage=embedder.usage)
+    pending: list[tuple[str, Item]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = list(pending)
+        pending.clear()
+
+        def store(indices: list[int], vectors: list[list[float]]) -> None:
+            chosen = [batch[i] for i in indices]
+            collection.upsert(
+                ids=[rid for rid, _ in chosen],
+                embeddings=vectors,
+                metadatas=[dict(it.metadata) for _, it in chosen],
+                documents=[describe(it) for _, it in chosen],
+                uris=[str(it.metadata["source"]) for _, it in chosen],
+            )
+            report.items_written += len(chosen)
+
+        embedder.embed([it for _, it in batch], role="document", progress=progress, on_batch=store)
+
+    for path in walk(paths):
+        try:
+            digest = file_hash(path)
+        except OSError as exc:
+            _skip(report, on_skip, str(path), f"cannot read: {exc.strerror or exc}")
+            continue
+        source = str(path)
+        existing = collection.get(where={"source": source}, include=["metadatas"])
+        stale = [
+            rid
+            for rid, meta in zip(existing["ids"], existing["metadatas"] or [], strict=False)
+            if (meta or {}).get("file_hash") != digest
+        ]
+        current = [rid for rid in existing["ids"] if rid not in stale]
+        if stale:
+            collection.delete(ids=stale)
+            report.removed_stale += len(stale)
+        metas = [m for m in existing["metadatas"] or [] if (m or {}).get("file_hash") == digest]
+        if current and metas and len(current) == int(metas[0].get("pieces", -1)):
+            report.files_unchanged += 1
+            continue
+        try:
+            plan = plan_file(path, embedder, digest)
+            embedder.prepare(plan.items)  # check limits now so one bad file is skipped alone
+        except InputError as exc:
+            _skip(report, on_skip, source, exc.reason)
+            continue
+        report.files_indexed += 1
+        pending.extend(zip(plan.ids, plan.items, strict=True))
+        if len(pending) >= chunk_items:
+            flush()
+    flush()
+    return report
+
+
+def _skip(
+    report: IndexReport, on_skip: Callable[[str, str], None] | None, source: str, reason: str
+) -> None:
+    report.skipped.append((source, reason))
+    if on_skip:
+        on_skip(source, reason)

@@ -1,0 +1,161 @@
+"""Pre-flight checks of an Item against its model's limits, before any network call."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from . import probe
+from .errors import InputError, LimitExceededError, MediaReadError, UnsupportedMediaError
+from .media import Item, Media
+from .models import (
+    TOKENS_PER_AUDIO_SECOND,
+    TOKENS_PER_IMAGE,
+    TOKENS_PER_PDF_PAGE,
+    TOKENS_PER_VIDEO_SECOND,
+    Limits,
+    ModelSpec,
+)
+from .tokens import estimate_tokens
+
+_measured: dict[str, float] = {}
+
+
+def _probe(media: Media) -> float:
+    """Pages for a PDF, seconds for audio/video, 0 for an image (decoded to catch corruption).
+
+    Keyed by content digest so a file checked once is not decoded again; holds no bytes."""
+    key = media.digest
+    if key not in _measured:
+        data, name = media.data or b"", media.name
+        if media.modality == "pdf":
+            value = float(probe.pdf_page_count(data, name))
+        elif media.modality in ("audio", "video"):
+            value = probe.av_info(data, name).duration
+        else:
+            probe.check_image(data, name)
+            value = 0.0
+        if len(_measured) > 100_000:
+            _measured.clear()
+        _measured[key] = value
+    return _measured[key]
+
+
+def _has_audio(media: Media) -> bool:
+    return media.data is not None and probe.av_info(media.data, media.name).has_audio
+
+
+def check_item(
+    item: Item, index: int, spec: ModelSpec, limits: Limits, *, use_video_audio: bool = False
+) -> Counter[str]:
+    """Raise a typed error naming the item, what is wrong and the limit.
+
+    Returns the item's estimated input tokens by modality, for pacing and cost."""
+    name = item.name
+    if not item.parts:
+        raise InputError("item is empty", item=index, source=name)
+    tokens = sum(estimate_tokens(t) for t in item.texts)
+    if item.is_text_only and not item.text.strip():
+        raise InputError("text is empty", item=index, source=name, limit="at least 1 token")
+    if tokens > limits.max_tokens:
+        raise LimitExceededError(
+            f"text is about {tokens} tokens",
+            item=index,
+            source=name,
+            limit=f"{limits.max_tokens} tokens per item for {spec.id}; split it with gemb2.segment",
+        )
+    counts = Counter(m.modality for m in item.media)
+    for modality, count in counts.items():
+        if modality not in spec.modalities:
+            raise UnsupportedMediaError(
+                f"{spec.id} is text-only and cannot embed {modality}",
+                item=index,
+                source=name,
+                limit="use gemini-embedding-2 for media",
+            )
+        allowed = {
+            "image": limits.max_images,
+            "audio": limits.max_audio,
+            "video": limits.max_video,
+            "pdf": limits.max_pdf,
+        }[modality]
+        if count > allowed:
+            raise LimitExceededError(
+                f"{count} {modality} parts in one item",
+                item=index,
+                source=name,
+                limit=f"{allowed} {modality} per item",
+            )
+    payload = sum(m.size for m in item.media) + len(item.text.encode("utf-8"))
+    if payload > limits.max_inline_bytes:
+        raise LimitExceededError(
+            f"inline payload is {payload / 1e6:.1f} MB",
+            item=index,
+            source=name,
+            limit=f"{limits.max_inline_bytes / 1e6:.0f} MB inline; upload through the Files API "
+            "or split the media",
+        )
+    estimate: Counter[str] = Counter()
+    if tokens:
+        estimate["text"] = tokens
+    for media in item.media:
+        if media.data is None:
+            estimate[media.modality] += TOKENS_PER_IMAGE  # by reference: the service checks it
+            continue
+        try:
+            measure = _probe(media)
+        except MediaReadError as exc:
+            raise MediaReadError(exc.reason, item=index, source=media.name) from exc
+        _check_measure(media, measure, index, limits, use_video_audio)
+        estimate[media.modality] += _tokens_for(media.modality, measure)
+    return estimate
+
+
+def _tokens_for(modality: str, measure: float) -> int:
+    per_unit = {
+        "pdf": TOKENS_PER_PDF_PAGE,
+        "audio": TOKENS_PER_AUDIO_SECOND,
+        "video": TOKENS_PER_VIDEO_SECOND,
+    }
+    if modality in per_unit:
+        return int(measure * per_unit[modality] + 0.5)
+    return TOKENS_PER_IMAGE
+
+
+def _check_measure(
+    media: Media, measure: float, index: int, limits: Limits, use_video_audio: bool
+) -> None:
+    if media.modality == "pdf" and measure > limits.max_pdf_pages:
+        raise LimitExceededError(
+            f"PDF has {int(measure)} pages",
+            item=index,
+            source=media.name,
+            limit=f"{limits.max_pdf_pages} pages per PDF; split it with gemb2.segment.split_pdf",
+        )
+    if media.modality == "audio" and measure > limits.max_audio_seconds:
+        raise LimitExceededError(
+            f"audio is {measure:.1f} s long",
+            item=index,
+            source=media.name,
+            limit=f"{limits.max_audio_seconds:g} s per audio; split it with "
+            "gemb2.segment.split_media",
+        )
+    if media.modality == "video":
+        max_s = limits.max_video_seconds
+        if use_video_audio and _has_audio(media):
+            max_s = min(max_s, limits.max_video_with_audio_seconds)
+        if measure > max_s:
+            raise LimitExceededError(
+                f"video is {measure:.1f} s long",
+                item=index,
+                source=media.name,
+                limit=f"{max_s:g} s per video; split it with gemb2.segment.split_media",
+            )
+
+
+def check_items(
+    items: list[Item], spec: ModelSpec, limits: Limits, *, use_video_audio: bool = False
+) -> list[Counter[str]]:
+    return [
+        check_item(item, i, spec, limits, use_video_audio=use_video_audio)
+        for i, item in enumerate(items)
+    ]

@@ -1,0 +1,99 @@
+"""Files to Items: walk folders, split each file to fit the model's limits, and
+label every piece with where it came from. Shared by the CLI and every wrapper's loader."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import segment
+from .errors import InputError
+from .media import Item, Media
+from .models import Limits, get_model
+
+SKIP_DIRS = frozenset({".git", "__pycache__", ".venv", "node_modules"})
+
+
+def walk(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Files under the given paths, sorted, without following symlinked folders (no loops)."""
+    for root in paths:
+        p = Path(root)
+        if p.is_file():
+            yield p
+            continue
+        if not p.exists():
+            raise InputError("no such file or directory", source=str(p))
+        for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
+            dirnames[:] = sorted(
+                d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
+            )
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    yield Path(dirpath) / name
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_file(
+    path: str | os.PathLike[str],
+    limits: Limits | None = None,
+    *,
+    use_video_audio: bool = False,
+    overlap_seconds: float = 2.0,
+    digest: str | None = None,
+) -> list[Item]:
+    """One Item per piece that fits the limits. Metadata: ``source``, ``file_hash``,
+    ``modality``, ``mime_type``, ``piece``, ``pieces`` and the piece's page, time or
+    character range when split."""
+    p = Path(path)
+    limits = limits or get_model("gemini-embedding-2").limits
+    digest = digest or file_hash(p)
+    pieces = list(
+        segment.segment_file(
+            p, limits, overlap_seconds=overlap_seconds, use_video_audio=use_video_audio
+        )
+    )
+    items = []
+    for seg in pieces:
+        meta: dict[str, Any] = {
+            k: v
+            for k, v in seg.metadata().items()
+            if v is not None and k not in ("source", "count")
+        }
+        meta.update(
+            source=str(p),
+            file_hash=digest,
+            modality=seg.modality,
+            mime_type=seg.mime_type,
+            piece=seg.index,
+            pieces=len(pieces),
+        )
+        if seg.text is not None:
+            items.append(Item(parts=(seg.text,), metadata=meta))
+        else:
+            assert seg.data is not None
+            media = Media.from_bytes(seg.data, seg.mime_type, name=piece_name(p, meta))
+            items.append(Item(parts=(media,), metadata=meta))
+    return items
+
+
+def piece_name(path: Path, meta: dict[str, Any]) -> str:
+    """The file, plus the page or time range when it is one piece of several."""
+    if meta.get("pieces", 1) == 1:
+        return str(path)
+    if "page_start" in meta:
+        return f"{path} (pages {meta['page_start']}-{meta['page_end']})"
+    if "start_seconds" in meta:
+        return f"{path} ({meta['start_seconds']:.1f}-{meta['end_seconds']:.1f} s)"
+    if "char_start" in meta:
+        return f"{path} (chars {meta['char_start']}-{meta['char_end']})"
+    return f"{path} (piece {meta.get('piece')})"

@@ -1,0 +1,134 @@
+"""Reading facts out of media bytes: mime type, PDF pages, audio/video duration.
+
+Everything here works on bytes already in memory or on a path, and raises
+``MediaReadError`` for corrupt or truncated files.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import filetype
+
+from .errors import MediaReadError
+
+# canonical mime type -> modality, for the types Gemini Embedding 2 accepts
+SUPPORTED_MIME: dict[str, str] = {
+    "image/png": "image",
+    "image/jpeg": "image",
+    "image/webp": "image",
+    "image/heic": "image",
+    "image/heif": "image",
+    "audio/mpeg": "audio",
+    "audio/wav": "audio",
+    "video/mp4": "video",
+    "video/quicktime": "video",
+    "application/pdf": "pdf",
+}
+
+_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "audio/mp3": "audio/mpeg",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/vnd.wave": "audio/wav",
+    "video/mov": "video/quicktime",
+    "video/x-m4v": "video/mp4",
+}
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".csv", ".json", ".html", ".py"})
+
+
+def canonical_mime(mime: str) -> str:
+    mime = mime.split(";")[0].strip().lower()
+    return _ALIASES.get(mime, mime)
+
+
+def sniff_mime(data: bytes) -> str | None:
+    """Mime type from the content's magic bytes, canonicalised; None when unknown."""
+    kind = filetype.guess(data[:8192])
+    if kind is None:
+        return None
+    mime = canonical_mime(kind.mime)
+    if mime == "audio/mp4" or mime == "video/x-m4a":
+        return "audio/mp4"
+    return mime
+
+
+def modality_of(mime: str) -> str | None:
+    return SUPPORTED_MIME.get(canonical_mime(mime))
+
+
+def looks_like_text(data: bytes) -> bool:
+    """UTF-8 without NUL bytes."""
+    if b"\x00" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def pdf_page_count(data: bytes, name: str = "<pdf>") -> int:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        return len(reader.pages)
+    except (PdfReadError, ValueError, KeyError, OSError, TypeError) as exc:
+        raise MediaReadError(f"cannot read PDF: {exc}", source=name) from exc
+
+
+@dataclass(frozen=True)
+class AVInfo:
+    duration: float
+    has_audio: bool
+    has_video: bool
+
+
+def av_info(source: bytes | str | Path, name: str = "<media>") -> AVInfo:
+    """Duration and streams of an audio or video file, read from its container."""
+    import av
+
+    src: object = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    try:
+        with av.open(src, mode="r") as container:
+            has_audio = any(s.type == "audio" for s in container.streams)
+            has_video = any(s.type == "video" for s in container.streams)
+            duration = _duration(container)
+    except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
+        raise MediaReadError(f"cannot read media container: {exc}", source=name) from exc
+    if not (has_audio or has_video):
+        raise MediaReadError("no audio or video stream found", source=name)
+    if duration is None or duration <= 0:
+        raise MediaReadError("media has no measurable duration (truncated?)", source=name)
+    return AVInfo(duration=duration, has_audio=has_audio, has_video=has_video)
+
+
+def _duration(container: object) -> float | None:
+    import av
+
+    dur = getattr(container, "duration", None)
+    if dur:
+        return float(dur) / av.time_base
+    best = 0.0
+    for stream in container.streams:  # type: ignore[attr-defined]
+        if stream.duration and stream.time_base:
+            best = max(best, float(stream.duration * stream.time_base))
+    return best or None
+
+
+def check_image(data: bytes, name: str = "<image>") -> tuple[int, int]:
+    """Decode the image fully so corrupt or truncated files fail here, not at the service."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise MediaReadError(f"cannot decode image: {exc}", source=name) from exc

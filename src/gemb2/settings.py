@@ -1,0 +1,84 @@
+"""One validated settings object shared by the core, every wrapper and the CLI."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from .errors import ConfigError
+from .models import DEFAULT_MODEL, Limits, ModelSpec, get_model
+from .tasks import Task
+
+API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+
+class EmbedSettings(BaseModel):
+    """Everything that shapes a request. Secrets are ``SecretStr`` and never printed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    model: str = DEFAULT_MODEL
+    dimensions: int | None = Field(
+        None, description="output_dimensionality; model default if unset"
+    )
+    task: Task = "retrieval"
+    normalize: bool = True
+    batch_size: int = Field(100, ge=1, le=100, description="items per batch call")
+    max_concurrency: int = Field(4, ge=1, le=256, description="batch calls in flight")
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    max_retries: int = Field(6, ge=0, description="retries after the first attempt")
+    backoff_initial: float = Field(1.0, ge=0)
+    backoff_max: float = Field(60.0, ge=0)
+    timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
+    use_video_audio: bool = Field(False, description="apply the shorter limit to videos with audio")
+    limits: Limits | None = Field(None, description="override the model's limits")
+
+    api_key: SecretStr | None = None
+    api_key_env: str | None = Field(None, description="name of the env var the key came from")
+    vertexai: bool = False
+    project: str | None = None
+    location: str | None = None
+    base_url: str | None = None
+    api_version: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbedSettings:
+        spec = get_model(self.model)
+        spec.check_dimensions(self.dimensions)
+        return self
+
+    @property
+    def spec(self) -> ModelSpec:
+        return get_model(self.model)
+
+    @property
+    def resolved_dimensions(self) -> int:
+        return self.spec.check_dimensions(self.dimensions)
+
+    @property
+    def resolved_limits(self) -> Limits:
+        return self.limits or self.spec.limits
+
+    def resolve_api_key(self) -> tuple[str | None, str | None]:
+        """(key, env var name): explicit key first, then GOOGLE_API_KEY, GEMINI_API_KEY."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value(), self.api_key_env
+        names = (self.api_key_env,) if self.api_key_env else API_KEY_ENV_VARS
+        for name in names:
+            value = os.environ.get(name)
+            if value:
+                return value, name
+        return None, None
+
+    def with_(self, **changes: Any) -> EmbedSettings:
+        """A copy with changes, validated again."""
+        data = self.model_dump()
+        data.update(changes)
+        data["api_key"] = changes.get("api_key", self.api_key)
+        try:
+            return EmbedSettings(**data)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc

@@ -1,0 +1,124 @@
+"""The one place that talks to google-genai: client construction and raw calls.
+
+It knows nothing of items, limits or retries; it sends Contents and returns vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from google import genai
+from google.genai import types
+
+from .errors import ConfigError
+from .settings import API_KEY_ENV_VARS, EmbedSettings
+
+log = logging.getLogger("gemb2")
+
+SDK_MAJOR = int(genai.__version__.split(".")[0])
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def is_loopback(url: str | None) -> bool:
+    return bool(url) and urlparse(url).hostname in _LOOPBACK
+
+
+@dataclass(frozen=True)
+class CallResult:
+    vectors: list[list[float]]
+    billed_tokens: int | None
+
+
+class Transport:
+    """Builds the SDK client from settings and performs one embedding call."""
+
+    def __init__(self, settings: EmbedSettings) -> None:
+        self.settings = settings
+        self._client: genai.Client | None = None
+
+    @property
+    def max_batch(self) -> int:
+        """Vertex AI on SDK 2.x takes one content per call for the multimodal models."""
+        s = self.settings
+        if s.vertexai and SDK_MAJOR < 3 and s.spec.id != "gemini-embedding-001":
+            return 1
+        return min(s.batch_size, s.resolved_limits.max_batch)
+
+    @property
+    def client(self) -> genai.Client:
+        if self._client is None:
+            self._client = self._build()
+        return self._client
+
+    def _build(self) -> genai.Client:
+        s = self.settings
+        http = types.HttpOptions(timeout=int(s.timeout * 1000))
+        if s.base_url:
+            http.base_url = s.base_url
+        if s.api_version:
+            http.api_version = s.api_version
+        if s.vertexai:
+            if not (s.project and s.location):
+                raise ConfigError("Vertex AI needs project and location (or GOOGLE_CLOUD_PROJECT)")
+            return genai.Client(
+                vertexai=True, project=s.project, location=s.location, http_options=http
+            )
+        key, _ = s.resolve_api_key()
+        if key is None and is_loopback(s.base_url):
+            key = "emulator"  # a local stand-in needs no real key
+        if key is None:
+            raise ConfigError(
+                f"no API key: set {' or '.join(API_KEY_ENV_VARS)}, pass api_key=..., "
+                "or use vertexai=True; to work offline run `gemb2 emulator` and pass its base_url"
+            )
+        return genai.Client(api_key=key, http_options=http)
+
+    def _config(self, task_type: str | None, title: str | None) -> types.EmbedContentConfig:
+        return types.EmbedContentConfig(
+            task_type=task_type,
+            title=title,
+            output_dimensionality=self.settings.resolved_dimensions,
+        )
+
+    def embed(
+        self, contents: list[types.Content], task_type: str | None, title: str | None
+    ) -> CallResult:
+        response = self.client.models.embed_content(
+            model=self.settings.spec.id,
+            contents=contents,
+            config=self._config(task_type, title),
+        )
+        return _result(response)
+
+    async def aembed(
+        self, contents: list[types.Content], task_type: str | None, title: str | None
+    ) -> CallResult:
+        response = await self.client.aio.models.embed_content(
+            model=self.settings.spec.id,
+            contents=contents,
+            config=self._config(task_type, title),
+        )
+        return _result(response)
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                log.debug("client close failed", exc_info=True)
+            self._client = None
+
+    def __repr__(self) -> str:
+        return f"Transport(model={self.settings.model!r}, base_url={self.settings.base_url!r})"
+
+
+def _result(response: Any) -> CallResult:
+    vectors = [list(e.values or []) for e in (response.embeddings or [])]
+    billed = None
+    meta = getattr(response, "metadata", None)
+    if meta is not None and getattr(meta, "billable_character_count", None):
+        billed = int(meta.billable_character_count)
+    return CallResult(vectors=vectors, billed_tokens=billed)

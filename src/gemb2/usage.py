@@ -1,0 +1,57 @@
+"""What a job sent and what it cost, per call and in total."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from .models import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
+
+
+@dataclass(frozen=True)
+class CallUsage:
+    """One batch call: items by modality and tokens (estimated, and billed when reported)."""
+
+    items: int
+    modalities: dict[str, int]
+    tokens: dict[str, int]
+    billed_tokens: int | None = None
+    attempts: int = 1
+
+
+@dataclass
+class Usage:
+    requests: int = 0
+    items: int = 0
+    retries: int = 0
+    cached: int = 0
+    modalities: Counter[str] = field(default_factory=Counter)
+    tokens: Counter[str] = field(default_factory=Counter)
+    calls: deque[CallUsage] = field(default_factory=lambda: deque(maxlen=1000))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, call: CallUsage) -> None:
+        with self._lock:
+            self.requests += call.attempts
+            self.retries += call.attempts - 1
+            self.items += call.items
+            self.modalities.update(call.modalities)
+            self.tokens.update(call.tokens)
+            self.calls.append(call)
+
+    def record_cached(self, n: int) -> None:
+        with self._lock:
+            self.cached += n
+
+    def cost(self, *, batch_mode: bool = False) -> float:
+        """Estimated USD at list prices."""
+        total = sum(PRICE_PER_MILLION_TOKENS.get(m, 0.0) * t / 1e6 for m, t in self.tokens.items())
+        return total * (BATCH_DISCOUNT if batch_mode else 1.0)
+
+    def summary(self) -> str:
+        mods = ", ".join(f"{m}: {n}" for m, n in sorted(self.modalities.items())) or "none"
+        return (
+            f"{self.items} items embedded ({mods}), {self.cached} from cache, "
+            f"{self.requests} requests, {self.retries} retries, est. ${self.cost():.4f}"
+        )

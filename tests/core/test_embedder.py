@@ -1,0 +1,243 @@
+"""The core Embedder against the emulator over real HTTP with the real google-genai SDK."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from gemb2 import (
+    Embedder,
+    InputError,
+    Item,
+    LimitExceededError,
+    MediaReadError,
+    Media,
+    RetryExhaustedError,
+    VectorCache,
+    samples,
+)
+from gemb2.emulator import Emulator
+
+SECRET = "AIzaSy-TEST-SECRET-0123456789"
+
+
+def norm(v: list[float]) -> float:
+    return math.sqrt(sum(x * x for x in v))
+
+
+def cos(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (norm(a) * norm(b))
+
+
+def make(emulator: Emulator, **kw: object) -> Embedder:
+    return Embedder(base_url=emulator.base_url, **kw)  # type: ignore[arg-type]
+
+
+def test_250_texts_three_calls_in_order(emulator: Emulator) -> None:
+    texts = [f"document number {i} about topic {i % 7}" for i in range(250)]
+    emb = make(emulator, dimensions=768)
+    out = emb.embed(texts)
+    assert len(out) == 250
+    assert emulator.stats.requests == 3
+    assert all(len(v) == 768 for v in out)
+    # each vector is the one that text gets on its own: nothing reordered
+    for i in (0, 99, 100, 173, 249):
+        assert out[i] == pytest.approx(emb.embed([texts[i]])[0], abs=1e-9)
+    assert len({tuple(v[:8]) for v in out}) == 250
+    assert emb.usage.items == 250 + 5
+
+
+def test_sdk_trap_one_content_per_item(emulator: Emulator) -> None:
+    out = make(emulator).embed(["a", "b", "c"])
+    assert len(out) == 3
+    body = emulator.stats.last_bodies[-1]
+    assert len(body["requests"]) == 3
+    assert [r["content"]["parts"][0]["text"] for r in body["requests"]] == [
+        "title: none | text: a",
+        "title: none | text: b",
+        "title: none | text: c",
+    ]
+
+
+def test_text_and_image_item_gives_one_vector(emulator: Emulator, media_dir: Path) -> None:
+    item = Item.of(["a photo of", media_dir / "red_circle.png"])
+    out = make(emulator).embed([item])
+    assert len(out) == 1 and len(out[0]) == 3072
+    parts = emulator.stats.last_bodies[-1]["requests"][0]["content"]["parts"]
+    assert len(parts) == 2
+    assert parts[0] == {"text": "a photo of"}  # media items carry no prefix
+
+
+def test_query_and_document_prefixes(emulator: Emulator) -> None:
+    emb = make(emulator, task="question_answering")
+    emb.embed_query("why is the sky blue")
+    req = emulator.stats.last_bodies[-1]["requests"][0]
+    assert req["content"]["parts"][0]["text"] == "task: question answering | query: why is the sky blue"
+    assert "taskType" not in req
+    emb.embed([Item.of("Rayleigh scattering", title="Sky")], role="document")
+    req = emulator.stats.last_bodies[-1]["requests"][0]
+    assert req["content"]["parts"][0]["text"] == "title: Sky | text: Rayleigh scattering"
+
+
+def test_001_uses_task_type_and_raw_opt_out(emulator: Emulator) -> None:
+    emb = make(emulator, model="gemini-embedding-001", dimensions=768)
+    emb.embed_query("hello")
+    req = emulator.stats.last_bodies[-1]["requests"][0]
+    assert req["taskType"] == "RETRIEVAL_QUERY"
+    assert req["content"]["parts"][0]["text"] == "hello"
+    make(emulator, task="raw").embed_query("hello")
+    req = emulator.stats.last_bodies[-1]["requests"][0]
+    assert req["content"]["parts"][0]["text"] == "hello"
+
+
+def test_768_normalised_and_emulator_raw_is_not(emulator: Emulator) -> None:
+    v = make(emulator, dimensions=768).embed(["some text"])[0]
+    assert norm(v) == pytest.approx(1.0, abs=1e-9)
+    raw = make(emulator, dimensions=768, normalize=False).embed(["some text"])[0]
+    assert abs(norm(raw) - 1.0) > 1e-3  # so the normalisation above did real work
+
+
+def test_text_query_finds_matching_image(emulator: Emulator, media_dir: Path) -> None:
+    emb = make(emulator, dimensions=768)
+    docs = emb.embed([media_dir / "red_circle.png", media_dir / "blue_square.png"])
+    q = emb.embed_query("red circle")
+    assert cos(q, docs[0]) > cos(q, docs[1])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["seven_images", "seven_page_pdf", "long_audio", "long_video", "empty_text", "corrupt_image"],
+)
+def test_bad_items_rejected_before_any_request(
+    case: str, emulator: Emulator, media_dir: Path, tmp_path: Path
+) -> None:
+    good = "a fine text"
+    if case == "seven_images":
+        bad: object = Item.of([media_dir / "red_circle.png"] * 7)
+        err, words = LimitExceededError, ["7 image", "6 image"]
+    elif case == "seven_page_pdf":
+        bad = samples.make_pdf(tmp_path / "seven.pdf", [f"page {i}" for i in range(7)])
+        err, words = LimitExceededError, ["7 pages", "6 pages"]
+    elif case == "long_audio":
+        bad = samples.make_wav(tmp_path / "long.wav", 90)
+        err, words = LimitExceededError, ["90.0 s", "80 s"]
+    elif case == "long_video":
+        bad = samples.make_mp4(tmp_path / "long.mp4", 130)
+        err, words = LimitExceededError, ["130.0 s", "120 s"]
+    elif case == "empty_text":
+        bad = "   "
+        err, words = InputError, ["text is empty"]
+    else:
+        data = (media_dir / "red_circle.png").read_bytes()
+        (tmp_path / "broken.png").write_bytes(data[: len(data) // 2])
+        bad = tmp_path / "broken.png"
+        err, words = MediaReadError, ["broken.png", "cannot decode image"]
+    with pytest.raises(err) as info:
+        make(emulator).embed([good, good, bad])  # type: ignore[list-item]
+    message = str(info.value)
+    assert info.value.item == 2
+    assert message.startswith("item 2")
+    for w in words:
+        assert w in message
+    assert emulator.stats.requests == 0
+
+
+def test_dimension_out_of_range_is_rejected() -> None:
+    from gemb2 import ConfigError
+
+    with pytest.raises(ConfigError, match="128..3072"):
+        Embedder(dimensions=64)
+
+
+def test_retries_survive_faults_without_loss_or_reorder(emulator: Emulator) -> None:
+    texts = [f"fault tolerant text {i}" for i in range(600)]
+    clean = make(emulator, dimensions=256).embed(texts)
+    emulator.configure(fault_rate=0.3, faults=("429", "503"), retry_delay=0.05, seed=7)
+    emulator.reset_stats()
+    emb = make(emulator, dimensions=256, backoff_initial=0.01, backoff_max=0.1, max_retries=20)
+    out = emb.embed(texts)
+    assert out == clean
+    assert sum(emulator.stats.faults.values()) > 0
+    assert emb.usage.retries == sum(emulator.stats.faults.values())
+
+
+def test_retry_honours_server_delay(emulator: Emulator) -> None:
+    emulator.configure(fault_rate=1.0, faults=("429",), retry_delay=2.0, fail_first=1)
+    emb = make(emulator, backoff_initial=0.01, backoff_max=0.05)
+    t0 = time.monotonic()
+    out = emb.embed(["patience"])
+    assert len(out) == 1
+    assert time.monotonic() - t0 >= 2.0
+    assert emb.usage.retries == 1
+
+
+def test_dropped_connections_are_retried(emulator: Emulator) -> None:
+    emulator.configure(fault_rate=1.0, faults=("drop",), fail_first=2)
+    emb = make(emulator, backoff_initial=0.01, backoff_max=0.05)
+    assert len(emb.embed(["still here"])) == 1
+    assert emb.usage.retries == 2
+
+
+def test_retry_budget_exhausted_is_clear(emulator: Emulator) -> None:
+    emulator.configure(fault_rate=1.0, faults=("503",))
+    emb = make(emulator, backoff_initial=0.0, backoff_max=0.0, max_retries=2)
+    with pytest.raises(RetryExhaustedError) as info:
+        emb.embed(["x"])
+    assert info.value.code == 503 and info.value.status == "UNAVAILABLE"
+    assert "3 attempts" in str(info.value)
+
+
+def test_secret_absent_from_repr_errors_and_logs(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_API_KEY", SECRET)
+    caplog.set_level(logging.DEBUG)
+    explicit = Embedder(api_key=SECRET, base_url=emulator.base_url)
+    from_env = Embedder(base_url=emulator.base_url, max_retries=1, backoff_initial=0)
+    emulator.configure(fault_rate=1.0, faults=("500",))
+    texts = [repr(explicit), repr(from_env), repr(explicit.settings), str(explicit.settings)]
+    for emb in (explicit, from_env):
+        with pytest.raises(Exception) as info:
+            emb.embed(["x"])
+        texts += [str(info.value), repr(info.value)]
+    with pytest.raises(Exception) as bad:
+        Embedder(api_key=SECRET, dimensions=1)
+    texts += [str(bad.value), caplog.text]
+    assert all(SECRET not in t for t in texts)
+    assert "retrying" in caplog.text  # the log really captured the run
+
+
+def test_cache_serves_repeats_without_calls(emulator: Emulator, tmp_path: Path) -> None:
+    cache = VectorCache(tmp_path / "cache.sqlite")
+    first = make(emulator, cache=cache).embed(["alpha", "beta"])
+    emulator.reset_stats()
+    again = make(emulator, cache=VectorCache(tmp_path / "cache.sqlite")).embed(["beta", "alpha"])
+    assert emulator.stats.requests == 0
+    assert again == [first[1], first[0]]
+
+
+def test_media_from_bytes_url_and_pil(emulator: Emulator, media_dir: Path) -> None:
+    from PIL import Image
+
+    data = (media_dir / "red_circle.png").read_bytes()
+    with Image.open(media_dir / "red_circle.png") as img:
+        pil = Media.from_image(img)
+    items = [Media.from_bytes(data), pil, Media.from_url("gs://bucket/x.png")]
+    assert [m.mime_type for m in items] == ["image/png"] * 3
+    out = make(emulator).embed(items)
+    assert len(out) == 3
+    assert emulator.stats.last_bodies[-1]["requests"][2]["content"]["parts"][0]["fileData"][
+        "fileUri"
+    ] == "gs://bucket/x.png"
+
+
+async def test_async_path(emulator: Emulator) -> None:
+    emb = make(emulator, dimensions=128, batch_size=10)
+    texts = [f"async {i}" for i in range(35)]
+    out = await emb.aembed(texts)
+    assert len(out) == 35 and emulator.stats.requests == 4
+    assert out == make(emulator, dimensions=128).embed(texts)
