@@ -23,9 +23,7 @@ def emulator_session() -> Iterator[Emulator]:
 @pytest.fixture
 def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     """The shared emulator with knobs reset and counters zeroed for each test."""
-    emulator_session.configure(**EmulatorConfig().model_dump()) if hasattr(
-        EmulatorConfig(), "model_dump"
-    ) else None
+    emulator_session.configure(**EmulatorConfig().model_dump())
     emulator_session.reset_stats()
     yield emulator_session
     emulator_session.reset_stats()
@@ -42,5 +40,60 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     samples.make_jpeg(d / "yellow_star.jpg", "a yellow star", color=(255, 220, 0), shape="star")
     samples.make_wav(d / "piano.wav", 3, description="a piano playing a single note")
     samples.make_mp4(d / "waves.mp4", 4, description="ocean waves at a beach")
-    samples.make_pdf(d / "three_pages.pdf", ["volcanoes erupt lava", "honeybees make honey", "glaciers carve valleys"])
+    samples.make_pdf(
+        d / "three_pages.pdf",
+        ["volcanoes erupt lava", "honeybees make honey", "glaciers carve valleys"],
+    )
     return d
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `chroma run` server on 127.0.0.1; yields its URL and stops it afterwards."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    exe = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    assert exe, "the chroma command is installed with chromadb"
+    port = _free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    log = (path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"chroma server did not start: {(path / 'server.log').read_text()}"
+                )
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import retry, vectors
 from .cache import VectorCache
-from .errors import ResponseMismatchError, RetryExhaustedError
+from .errors import ConfigError, ResponseMismatchError, RetryExhaustedError
 from .limits import check_item
 from .media import Item, ItemLike, as_items
 from .ratelimit import RateLimiter
@@ -64,7 +64,10 @@ class Embedder:
         **overrides: Any,
     ) -> None:
         if settings is None:
-            settings = EmbedSettings(**overrides)
+            try:
+                settings = EmbedSettings(**overrides)
+            except ValueError as exc:  # pydantic's error, re-raised as ours (input hidden)
+                raise ConfigError(str(exc)) from None
         elif overrides:
             settings = settings.with_(**overrides)
         self.settings = settings

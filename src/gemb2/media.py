@@ -84,20 +84,25 @@ class Media:
             raise MediaReadError("file is empty (0 bytes)", source=name)
         sniffed = probe.sniff_mime(data)
         declared = probe.canonical_mime(mime_type) if mime_type else None
-        mime = sniffed or declared
-        if sniffed and declared and probe.modality_of(sniffed) != probe.modality_of(declared):
+        if sniffed is None:
+            what = "text" if probe.looks_like_text(data[:4096]) else "not a recognised media type"
+            named = f" although it is named or declared as {declared}" if declared else ""
             raise UnsupportedMediaError(
-                f"content is {sniffed} but it was declared or named as {declared}",
-                source=name,
-            )
-        if mime is None or probe.modality_of(mime) is None:
-            what = mime or "an unknown type"
-            raise UnsupportedMediaError(
-                f"content is {what}, which the model does not accept",
+                f"content is {what}{named}",
                 source=name,
                 limit=f"supported: {supported_types()}",
             )
-        return cls(mime_type=mime, data=data, name=name, metadata=dict(metadata or {}))
+        if declared and probe.modality_of(declared) not in (None, probe.modality_of(sniffed)):
+            raise UnsupportedMediaError(
+                f"content is {sniffed} but it was declared or named as {declared}", source=name
+            )
+        if probe.modality_of(sniffed) is None:
+            raise UnsupportedMediaError(
+                f"content is {sniffed}, which the model does not accept",
+                source=name,
+                limit=f"supported: {supported_types()}",
+            )
+        return cls(mime_type=sniffed, data=data, name=name, metadata=dict(metadata or {}))
 
     @classmethod
     def from_path(

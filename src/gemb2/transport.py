@@ -6,6 +6,7 @@ It knows nothing of items, limits or retries; it sends Contents and returns vect
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -38,6 +39,7 @@ class Transport:
     def __init__(self, settings: EmbedSettings) -> None:
         self.settings = settings
         self._client: genai.Client | None = None
+        self._lock = threading.Lock()
 
     @property
     def max_batch(self) -> int:
@@ -49,9 +51,11 @@ class Transport:
 
     @property
     def client(self) -> genai.Client:
-        if self._client is None:
-            self._client = self._build()
-        return self._client
+        # one client per transport: a second one, dropped, would close the shared pool
+        with self._lock:
+            if self._client is None:
+                self._client = self._build()
+            return self._client
 
     def _build(self) -> genai.Client:
         s = self.settings

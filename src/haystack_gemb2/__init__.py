@@ -1,0 +1,9 @@
+"""Haystack components for Google's Gemini Embedding 2: text, documents and media queries.
+
+Also importable as ``haystack_integrations.components.embedders.gemb2``, the path saved
+pipelines record.
+"""
+
+from .embedders import GeminiDocumentEmbedder, GeminiMediaQueryEmbedder, GeminiTextEmbedder
+
+__all__ = ["GeminiDocumentEmbedder", "GeminiMediaQueryEmbedder", "GeminiTextEmbedder"]

@@ -1,0 +1,7 @@
+"""LangChain integration for Gemini Embedding 2 (text, images, audio, video, PDF in one space)."""
+
+from .embeddings import GeminiEmbeddings
+from .loaders import MixedMediaLoader
+from .vectorstores import add_media_documents
+
+__all__ = ["GeminiEmbeddings", "MixedMediaLoader", "add_media_documents"]

@@ -1,0 +1,8 @@
+"""LlamaIndex integration of gemb2: Gemini Embedding 2 as a multimodal embedding
+model, a node parser that fits media to the model's limits, and a media reader."""
+
+from .embedding import GeminiMultiModalEmbedding
+from .node_parser import GeminiMediaNodeParser
+from .reader import GeminiMediaReader
+
+__all__ = ["GeminiMediaNodeParser", "GeminiMediaReader", "GeminiMultiModalEmbedding"]

@@ -14,8 +14,8 @@ from gemb2 import (
     InputError,
     Item,
     LimitExceededError,
-    MediaReadError,
     Media,
+    MediaReadError,
     RetryExhaustedError,
     VectorCache,
     samples,
@@ -76,7 +76,10 @@ def test_query_and_document_prefixes(emulator: Emulator) -> None:
     emb = make(emulator, task="question_answering")
     emb.embed_query("why is the sky blue")
     req = emulator.stats.last_bodies[-1]["requests"][0]
-    assert req["content"]["parts"][0]["text"] == "task: question answering | query: why is the sky blue"
+    assert (
+        req["content"]["parts"][0]["text"]
+        == "task: question answering | query: why is the sky blue"
+    )
     assert "taskType" not in req
     emb.embed([Item.of("Rayleigh scattering", title="Sky")], role="document")
     req = emulator.stats.last_bodies[-1]["requests"][0]
@@ -230,9 +233,12 @@ def test_media_from_bytes_url_and_pil(emulator: Emulator, media_dir: Path) -> No
     assert [m.mime_type for m in items] == ["image/png"] * 3
     out = make(emulator).embed(items)
     assert len(out) == 3
-    assert emulator.stats.last_bodies[-1]["requests"][2]["content"]["parts"][0]["fileData"][
-        "fileUri"
-    ] == "gs://bucket/x.png"
+    assert (
+        emulator.stats.last_bodies[-1]["requests"][2]["content"]["parts"][0]["file_data"][
+            "file_uri"
+        ]
+        == "gs://bucket/x.png"
+    )
 
 
 async def test_async_path(emulator: Emulator) -> None:

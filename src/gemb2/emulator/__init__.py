@@ -1,0 +1,11 @@
+"""A local emulator of the Gemini API's embedding endpoints, for tests and offline use.
+
+Its vectors are deterministic stand-ins with real structure (shared words are
+close, media are found by the text they carry, Matryoshka-shaped), not Gemini's.
+"""
+
+from .config import FAULT_KINDS, EmulatorConfig
+from .server import Emulator
+from .stats import EmulatorStats
+
+__all__ = ["FAULT_KINDS", "Emulator", "EmulatorConfig", "EmulatorStats"]

@@ -1,0 +1,61 @@
+"""Errors in the JSON shape Google's APIs use, so clients parse them as they would Google's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .faults import format_seconds
+
+STATUS: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+class ApiError(Exception):
+    """An answer other than 200; ``body()`` is exactly what goes on the wire."""
+
+    def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = STATUS.get(code, "UNKNOWN")
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def resource_exhausted(delay: float, why: str) -> ApiError:
+    """A 429 with the delay both in the message and as a google.rpc.RetryInfo detail."""
+    text = format_seconds(delay)
+    return ApiError(
+        429,
+        f"{why} Please retry in {text}.",
+        details=[{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": text}],
+    )
+
+
+def internal() -> ApiError:
+    return ApiError(500, "An internal error has occurred. Please retry or report in the forum.")
+
+
+def unavailable() -> ApiError:
+    return ApiError(503, "The model is overloaded. Please try again later.")

@@ -1,0 +1,46 @@
+"""The emulator's knobs, validated once so a typo fails at configure time, not mid-test."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FaultKind = Literal["429", "500", "503", "slow", "drop"]
+FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "slow", "drop")
+
+
+class EmulatorConfig(BaseModel):
+    """Latency, rate limit and fault injection of the emulated API.
+
+    Every field can be changed while the server runs with ``Emulator.configure``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    latency_per_request: float = Field(0.0, ge=0, description="seconds added to every call")
+    latency_per_item: float = Field(0.0, ge=0, description="seconds added per embedded item")
+    rate_limit_rpm: float | None = Field(
+        None, gt=0, description="requests per sliding 60 s window; over it answer 429"
+    )
+    fault_rate: float = Field(0.0, ge=0, le=1, description="probability a request faults")
+    faults: tuple[FaultKind, ...] = Field(
+        ("429", "500", "503"), description="fault kinds drawn uniformly when a request faults"
+    )
+    retry_delay: float = Field(1.0, ge=0, description="retryDelay of injected 429s, seconds")
+    slow_seconds: float = Field(5.0, ge=0, description="sleep of a 'slow' fault, seconds")
+    seed: int = Field(0, description="seed of the fault draws (deterministic per request order)")
+    max_batch: int = Field(100, ge=1, description="requests allowed in one batch call")
+    dimensions_default: int = Field(
+        3072, ge=1, le=3072, description="dimension when outputDimensionality is absent"
+    )
+
+    @field_validator("faults", mode="before")
+    @classmethod
+    def _split_faults(cls, value: object) -> object:
+        """Accept "429,503" from a command line as well as a sequence."""
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list):
+            return tuple(str(v) for v in value)
+        return value

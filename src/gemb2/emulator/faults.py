@@ -1,0 +1,81 @@
+"""Rate limiting and seeded fault injection, so client retry logic meets real failure modes."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure: ``kind`` is "429", "500", "503", "slow", "drop" or "rate_limit"."""
+
+    kind: str
+    retry_delay: float = 0.0
+
+
+class RateLimiter:
+    """A sliding window over accepted requests; over the limit says how long until a slot frees.
+
+    ``rpm`` may be fractional: the window then stretches so that ``capacity`` requests
+    fit in ``60 * capacity / rpm`` seconds (exactly 60 s for whole numbers).
+    """
+
+    def __init__(self, rpm: float | None) -> None:
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque()
+        self.set_rpm(rpm)
+
+    def set_rpm(self, rpm: float | None) -> None:
+        with self._lock:
+            self.rpm = rpm
+            self.capacity = max(1, math.floor(rpm)) if rpm else 0
+            self.window = WINDOW_SECONDS * self.capacity / rpm if rpm else WINDOW_SECONDS
+            self._times.clear()
+
+    def acquire(self, now: float | None = None) -> float | None:
+        """Take a slot and return None, or return the seconds until one frees (>= 1)."""
+        if not self.rpm:
+            return None
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            while self._times and self._times[0] <= now - self.window:
+                self._times.popleft()
+            if len(self._times) < self.capacity:
+                self._times.append(now)
+                return None
+            wait = self._times[0] + self.window - now
+        return max(1.0, wait)
+
+
+class FaultDrawer:
+    """Draws one number per request from a seeded generator: same seed and order, same faults."""
+
+    def __init__(self, seed: int) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+
+    def reseed(self, seed: int) -> None:
+        with self._lock:
+            self._rng = random.Random(seed)
+
+    def draw(self, rate: float, kinds: tuple[str, ...], retry_delay: float) -> Fault | None:
+        with self._lock:
+            u = self._rng.random()
+            pick = self._rng.randrange(len(kinds)) if kinds else 0
+        if not kinds or u >= rate:
+            return None
+        kind = kinds[pick]
+        return Fault(kind=kind, retry_delay=retry_delay if kind == "429" else 0.0)
+
+
+def format_seconds(seconds: float) -> str:
+    """A protobuf Duration as JSON writes it: "2s", "1.5s"."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return f"{text}s"

@@ -1,0 +1,212 @@
+"""Shortlist-and-rerank retrieval on Matryoshka vectors.
+
+Each item is embedded once at full size. The approximate index (a Chroma
+collection) holds the leading ``small_dims`` values re-normalised; a compact side
+store holds the full vector under the same id. A query is embedded once at full
+size, shortlists ``k * oversample`` candidates on the small index, and re-ranks
+them by exact cosine on the full vectors.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embedder import Embedder
+from .errors import ConfigError, ModelMismatchError
+from .media import ItemLike
+
+
+class FullVectorStore:
+    """Full vectors keyed by id in one SQLite file, as float16 (or float32) blobs."""
+
+    def __init__(self, path: str | Path, dimensions: int, dtype: str = "float16") -> None:
+        if dtype not in ("float16", "float32"):
+            raise ConfigError("dtype must be float16 or float32")
+        self.path, self.dimensions, self.dtype = str(path), dimensions, np.dtype(dtype)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS full (id TEXT PRIMARY KEY, v BLOB)")
+        stored = dict(self._db.execute("SELECT k, v FROM meta").fetchall())
+        if stored and (int(stored["dimensions"]), stored["dtype"]) != (dimensions, dtype):
+            raise ModelMismatchError(
+                f"side store {self.path} holds {stored['dimensions']}-d {stored['dtype']} vectors, "
+                f"not {dimensions}-d {dtype}"
+            )
+        self._db.executemany(
+            "INSERT OR IGNORE INTO meta VALUES (?, ?)",
+            [("dimensions", str(dimensions)), ("dtype", dtype)],
+        )
+
+    def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]] | np.ndarray) -> None:
+        arr = np.asarray(vectors, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != self.dimensions:
+            raise ValueError(f"expected {self.dimensions}-d vectors, got shape {arr.shape}")
+        rows = [(i, v.astype(self.dtype).tobytes()) for i, v in zip(ids, arr, strict=True)]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO full VALUES (?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def delete(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM full WHERE id = ?", [(i,) for i in ids])
+            self._db.execute("COMMIT")
+
+    def get(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for rid, blob in self._db.execute(
+                    f"SELECT id, v FROM full WHERE id IN ({marks})", chunk
+                ):
+                    out[rid] = np.frombuffer(blob, dtype=self.dtype).astype(np.float32)
+        return out
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT id FROM full")}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM full").fetchone()[0])
+
+    def nbytes(self) -> int:
+        return len(self) * self.dimensions * self.dtype.itemsize
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float  # exact cosine on the full vectors
+    shortlist_score: float  # cosine on the small vectors
+    metadata: dict[str, Any] = field(default_factory=dict)
+    document: str | None = None
+
+
+def shrink(vectors: np.ndarray, dims: int) -> np.ndarray:
+    """Leading ``dims`` values, re-normalised: a valid smaller vector of the same model."""
+    head = np.asarray(vectors, dtype=np.float32)[..., :dims]
+    norms = np.linalg.norm(head, axis=-1, keepdims=True)
+    return head / np.where(norms == 0, 1, norms)
+
+
+class MatryoshkaIndex:
+    """A Chroma collection of small vectors plus a side store of full ones, kept in step."""
+
+    def __init__(
+        self,
+        collection: Any,
+        store: FullVectorStore,
+        embedder: Embedder,
+        *,
+        small_dims: int = 768,
+        oversample: int = 4,
+    ) -> None:
+        if embedder.dimensions != store.dimensions:
+            raise ConfigError(
+                f"embedder gives {embedder.dimensions}-d vectors, side store holds "
+                f"{store.dimensions}-d"
+            )
+        if not 1 <= small_dims < store.dimensions:
+            raise ConfigError(f"small_dims must be below {store.dimensions}")
+        if oversample < 1:
+            raise ConfigError("oversample must be at least 1")
+        self.collection, self.store, self.embedder = collection, store, embedder
+        self.small_dims, self.oversample = small_dims, oversample
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        inputs: Sequence[ItemLike] | None = None,
+        *,
+        vectors: Sequence[Sequence[float]] | None = None,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        documents: Sequence[str] | None = None,
+    ) -> None:
+        """Embed (or take) full vectors; the side store is written first so that every
+        id in the small index can be re-ranked."""
+        if vectors is None:
+            if inputs is None:
+                raise ConfigError("give inputs to embed or vectors")
+            vectors = self.embedder.embed(inputs, role="document")
+        full = np.asarray(vectors, dtype=np.float32)
+        self.store.upsert(ids, full)
+        kwargs: dict[str, Any] = {}
+        if metadatas is not None:
+            kwargs["metadatas"] = list(metadatas)
+        if documents is not None:
+            kwargs["documents"] = list(documents)
+        self.collection.upsert(
+            ids=list(ids), embeddings=shrink(full, self.small_dims).tolist(), **kwargs
+        )
+
+    add = upsert
+
+    def delete(self, ids: Sequence[str]) -> None:
+        self.collection.delete(ids=list(ids))
+        self.store.delete(ids)
+
+    def query_vector(
+        self, full: Sequence[float], k: int = 10, *, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        q = np.asarray(full, dtype=np.float32)
+        q = q / (np.linalg.norm(q) or 1.0)
+        res = self.collection.query(
+            query_embeddings=[shrink(q, self.small_dims).tolist()],
+            n_results=k * self.oversample,
+            where=where,
+            include=["metadatas", "documents", "distances"],
+        )
+        ids = res["ids"][0]
+        fulls = self.store.get(ids)
+        hits = []
+        for i, rid in enumerate(ids):
+            small_score = 1.0 - float(res["distances"][0][i])
+            vec = fulls.get(rid)
+            score = small_score if vec is None else float(vec @ q / (np.linalg.norm(vec) or 1.0))
+            hits.append(
+                Hit(
+                    id=rid,
+                    score=score,
+                    shortlist_score=small_score,
+                    metadata=dict(res["metadatas"][0][i] or {}),
+                    document=res["documents"][0][i],
+                )
+            )
+        hits.sort(key=lambda h: h.score, reverse=True)
+        return hits[:k]
+
+    def query(
+        self, query: ItemLike, k: int = 10, *, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        return self.query_vector(self.embedder.embed([query], role="query")[0], k, where=where)
+
+    async def aquery(
+        self, query: ItemLike, k: int = 10, *, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        vector = (await self.embedder.aembed([query], role="query"))[0]
+        return self.query_vector(vector, k, where=where)
+
+    def check(self) -> tuple[set[str], set[str]]:
+        """Ids only in the small index, and ids only in the side store; both empty if consistent."""
+        small = set(self.collection.get(include=[])["ids"])
+        full = self.store.ids()
+        return small - full, full - small

@@ -1,0 +1,249 @@
+"""LlamaIndex nodes to gemb2 Items, and back to labels.
+
+LlamaIndex embeds ``node.get_content()`` text, which is empty for media. This module
+finds the media a node really holds (an ``ImageNode``'s image, a ``Node``'s image,
+audio or video resource, or a media file named in its metadata) so the embedding
+sends the media itself. Pieces of split files are kept in a small in-process store
+so the embedding does not split a file the parser has just split.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.schema import (
+    BaseNode,
+    ImageNode,
+    MediaResource,
+    MetadataMode,
+    Node,
+    TextNode,
+)
+
+from gemb2 import InputError, Item, Limits, Media
+from gemb2.loading import load_file
+from gemb2.media import mime_from_suffix
+from gemb2.probe import modality_of
+
+MEDIA_MODALITIES = frozenset({"image", "audio", "video", "pdf"})
+# Metadata the core writes on every piece; kept out of the text an embedding or LLM sees.
+PIECE_KEYS = (
+    "source",
+    "file_hash",
+    "modality",
+    "mime_type",
+    "piece",
+    "pieces",
+    "page_start",
+    "page_end",
+    "start_seconds",
+    "end_seconds",
+    "char_start",
+    "char_end",
+)
+LLM_HIDDEN_KEYS = ("file_hash", "mime_type", "piece", "pieces", "char_start", "char_end")
+_RANGES = (("page_start", "page_end"), ("start_seconds", "end_seconds"))
+
+
+def label(meta: Mapping[str, Any]) -> str:
+    """The text a media node carries: its modality, file and range, e.g.
+    ``[pdf] report.pdf pages 7-12``. Never empty, so VectorStoreIndex keeps the node."""
+    name = Path(str(meta.get("source", "media"))).name
+    text = f"[{meta.get('modality', 'media')}] {name}"
+    if "page_start" in meta:
+        text += f" pages {meta['page_start']}-{meta['page_end']}"
+    if "start_seconds" in meta:
+        text += f" {float(meta['start_seconds']):.1f}-{float(meta['end_seconds']):.1f} s"
+    return text
+
+
+def piece_key(meta: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Identity of a piece of a parsed file: its content hash and its range."""
+    digest = meta.get("file_hash")
+    if not digest:
+        return None
+    for start, end in _RANGES:
+        if start in meta and end in meta:
+            return (digest, start, round(float(meta[start]), 3), round(float(meta[end]), 3))
+    return (digest, "whole")
+
+
+class PieceStore:
+    """Bounded LRU of piece bytes by (file hash, range); shared by parser and embedding
+    in one process. A miss is never an error: the embedding cuts the piece again."""
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[Any, ...], Media] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple[Any, ...], media: Media) -> None:
+        if media.size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= old.size
+            self._items[key] = media
+            self._size += media.size
+            while self._size > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= dropped.size
+
+    def get(self, key: tuple[Any, ...]) -> Media | None:
+        with self._lock:
+            media = self._items.get(key)
+            if media is not None:
+                self._items.move_to_end(key)
+            return media
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+PIECES = PieceStore()
+
+
+def remember(items: Sequence[Item]) -> None:
+    """Keep the media of split pieces for the embedding that follows the parser."""
+    for item in items:
+        key = piece_key(item.metadata)
+        if key is not None and item.media:
+            PIECES.put(key, item.media[0])
+
+
+def own_text(node: BaseNode) -> str:
+    """The node's own text, without metadata."""
+    if isinstance(node, Node):
+        return (node.text_resource.text or "") if node.text_resource else ""
+    if isinstance(node, TextNode):
+        return node.text
+    return node.get_content(metadata_mode=MetadataMode.NONE)
+
+
+def _from_resource(res: MediaResource, name: str) -> Media:
+    if res.data is not None:
+        return Media.from_bytes(base64.b64decode(res.data), res.mimetype, name=name)
+    if res.path is not None:
+        return Media.from_path(res.path)
+    if res.url is not None:
+        return Media.from_url(str(res.url), res.mimetype)
+    raise InputError("media resource holds no data, path or url", source=name)
+
+
+def is_media_file(path: str) -> bool:
+    mime = mime_from_suffix(path)
+    return mime is not None and modality_of(mime) in MEDIA_MODALITIES
+
+
+class Resolver:
+    """Turns nodes into Items; splits a file again only when a piece is not in the store."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        use_video_audio: bool = False,
+        overlap_seconds: float = 2.0,
+        interleave_text: bool = False,
+    ) -> None:
+        self.limits = limits
+        self.use_video_audio = use_video_audio
+        self.overlap_seconds = overlap_seconds
+        self.interleave_text = interleave_text
+
+    def item(self, node: BaseNode) -> Item | str:
+        """Media nodes become media Items; text nodes their EMBED-mode text."""
+        media = self.media(node)
+        if not media:
+            return node.get_content(metadata_mode=MetadataMode.EMBED)
+        text = own_text(node).strip()
+        caption = text and text != label(node.metadata) and self.interleave_text
+        parts: tuple[str | Media, ...] = (text, *media) if caption else tuple(media)
+        return Item(parts=parts, metadata={"source": media[0].name})
+
+    def media(self, node: BaseNode) -> list[Media]:
+        """The media a node holds, or [] for a text node."""
+        meta = node.metadata
+        if meta.get("modality") in MEDIA_MODALITIES and meta.get("source") and _is_file(node):
+            return [self._piece(meta)]
+        name = str(meta.get("source") or meta.get("file_path") or node.node_id)
+        if isinstance(node, ImageNode):
+            if node.image:
+                data = base64.b64decode(node.image)
+                return [Media.from_bytes(data, node.image_mimetype, name=name)]
+            if node.image_path:
+                return [Media.from_path(node.image_path)]
+            if node.image_url:
+                return [Media.from_url(node.image_url, node.image_mimetype)]
+        if isinstance(node, Node):
+            resources = (node.image_resource, node.audio_resource, node.video_resource)
+            found = [_from_resource(r, name) for r in resources if r is not None]
+            if found:
+                return found
+        file_path = meta.get("file_path")
+        if file_path and not own_text(node).strip() and is_media_file(str(file_path)):
+            return [Media.from_path(str(file_path))]
+        return []
+
+    def _checked(self, media: Media, meta: Mapping[str, Any]) -> Media:
+        """A whole file named by a parsed node must still hold what was parsed."""
+        digest = meta.get("file_hash")
+        if digest and media.data is not None and hashlib.sha256(media.data).hexdigest() != digest:
+            raise InputError(
+                "file changed since it was parsed; parse it again",
+                source=media.name,
+                limit=f"content hash {str(digest)[:12]}...",
+            )
+        return media
+
+    def _piece(self, meta: Mapping[str, Any]) -> Media:
+        """A parsed piece: from the store, else the whole file, else cut again."""
+        source = str(meta["source"])
+        key = piece_key(meta)
+        cached = PIECES.get(key) if key is not None else None
+        if cached is not None:
+            return cached
+        if key is None or (int(meta.get("pieces", 1)) <= 1 and meta.get("modality") != "image"):
+            return self._checked(Media.from_path(source), meta)
+        items = load_file(
+            source,
+            self.limits,
+            use_video_audio=self.use_video_audio,
+            overlap_seconds=self.overlap_seconds,
+        )
+        remember(items)
+        if items and items[0].metadata.get("file_hash") != meta.get("file_hash"):
+            raise InputError("file changed since it was parsed; parse it again", source=source)
+        for item in items:
+            if piece_key(item.metadata) == key and item.media:
+                return item.media[0]
+        raise InputError(
+            f"cannot find piece {label(meta)!r} when splitting the file again",
+            source=source,
+            limit="embed with the limits and overlap the parser used",
+        )
+
+
+def _is_file(node: BaseNode) -> bool:
+    """Whether a node with our metadata stands for a file (not bytes or a URL the
+    parser passed through); a missing file is then an error, never a text fallback."""
+    if isinstance(node, ImageNode) and (node.image or node.image_url):
+        return False
+    if isinstance(node, Node):
+        resources = (node.image_resource, node.audio_resource, node.video_resource)
+        if any(r is not None and r.path is None for r in resources):
+            return False
+    return True

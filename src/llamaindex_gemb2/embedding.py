@@ -1,0 +1,264 @@
+"""Gemini Embedding 2 as a LlamaIndex ``MultiModalEmbedding``.
+
+Text, queries, images (and any other media the model takes) land in one vector
+space. As a pipeline transformation it embeds what each node really holds: the
+media of media nodes (LlamaIndex's own ``__call__`` would embed their empty text)
+and the EMBED-mode text of text nodes. Batching, limits, retries and caching are
+the core ``gemb2.Embedder``'s; this class is glue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Literal
+
+from llama_index.core.base.embeddings.base import Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.callbacks.schema import CBEventType, EventPayload
+from llama_index.core.embeddings import MultiModalEmbedding
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.embedding import (
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+)
+from llama_index.core.schema import BaseNode, ImageType, MetadataMode
+
+from gemb2 import DEFAULT_MODEL, Embedder, EmbedSettings, Limits, Media, Usage, VectorCache
+from gemb2.media import ItemLike
+
+from ._media import Resolver, label
+
+dispatcher = get_dispatcher(__name__)
+
+TaskName = Literal[
+    "retrieval",
+    "question_answering",
+    "fact_checking",
+    "code_retrieval",
+    "classification",
+    "clustering",
+    "semantic_similarity",
+    "raw",
+]
+_URL_PREFIXES = ("http://", "https://", "gs://", "files/")
+# Settings fields mirrored one to one as fields of the LlamaIndex model.
+_MIRRORED = (
+    "dimensions",
+    "task",
+    "normalize",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "max_retries",
+    "backoff_initial",
+    "backoff_max",
+    "timeout",
+    "use_video_audio",
+    "limits",
+    "api_key_env",
+    "vertexai",
+    "project",
+    "location",
+    "base_url",
+    "api_version",
+)
+
+
+class GeminiMultiModalEmbedding(MultiModalEmbedding):
+    """Gemini Embedding 2 for LlamaIndex: text, query, image, audio, video and PDF
+    embeddings in one space, and a pipeline step that embeds media nodes' media.
+
+    The API key comes from ``api_key=`` (never stored in a field, so never in
+    ``to_dict``/``to_json``), else from the env var named by ``api_key_env``, else
+    ``GOOGLE_API_KEY``/``GEMINI_API_KEY``. A loopback ``base_url`` (the emulator)
+    needs none.
+
+    >>> embed_model = GeminiMultiModalEmbedding(dimensions=768)  # doctest: +SKIP
+    >>> embed_model.get_image_embedding("cat.png")  # doctest: +SKIP
+    """
+
+    model_name: str = Field(default=DEFAULT_MODEL, description="Gemini embedding model id.")
+    embed_batch_size: int = Field(
+        default=1000,
+        gt=0,
+        le=2048,
+        description="Texts LlamaIndex hands over per call; the core splits them into "
+        "requests of at most 100 and runs those concurrently.",
+    )
+    dimensions: int | None = Field(
+        default=None, description="Output dimension, 128..3072 (model default 3072)."
+    )
+    task: TaskName = Field(default="retrieval", description="Task the vectors are for.")
+    normalize: bool = Field(default=True, description="L2-normalise every vector.")
+    max_concurrency: int = Field(default=4, ge=1, description="Batch calls in flight.")
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=6, ge=0, description="Retries after the first attempt.")
+    backoff_initial: float = Field(default=1.0, ge=0, description="First retry wait, seconds.")
+    backoff_max: float = Field(default=60.0, ge=0, description="Longest retry wait, seconds.")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP request.")
+    use_video_audio: bool = Field(
+        default=False, description="Apply the shorter limit to videos whose audio is used."
+    )
+    limits: Limits | None = Field(default=None, description="Override the model's limits.")
+    overlap_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="Overlap of audio/video segments, used only to cut a piece again "
+        "when a node parsed in another process is embedded.",
+    )
+    interleave_text: bool = Field(
+        default=False,
+        description="Send a media node's own text (a caption) with its media as one "
+        "interleaved input instead of the media alone.",
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Name of the env var holding the key (not the key)."
+    )
+    vertexai: bool = Field(default=False, description="Use Vertex AI instead of the Gemini API.")
+    project: str | None = Field(default=None, description="Vertex AI project.")
+    location: str | None = Field(default=None, description="Vertex AI location.")
+    base_url: str | None = Field(default=None, description="API endpoint override.")
+    api_version: str | None = Field(default=None, description="API version override.")
+
+    _embedder: Embedder = PrivateAttr()
+    _resolver: Resolver = PrivateAttr()
+
+    def __init__(
+        self,
+        *,
+        api_key: str | SecretStr | None = None,
+        settings: EmbedSettings | None = None,
+        cache: VectorCache | None = None,
+        **data: Any,
+    ) -> None:
+        """``settings`` shares one ``EmbedSettings`` with other wrappers; ``cache`` is
+        the core's content-addressed vector cache (it covers media, unlike
+        LlamaIndex's text-keyed ``embeddings_cache``)."""
+        if settings is not None:
+            data = {
+                "model_name": settings.spec.id,
+                **{k: getattr(settings, k) for k in _MIRRORED},
+                **data,
+            }
+            if api_key is None and settings.api_key is not None:
+                api_key = settings.api_key
+        super().__init__(**data)
+        key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
+        core = EmbedSettings(
+            model=self.model_name,
+            api_key=key,
+            **{k: getattr(self, k) for k in _MIRRORED},
+        )
+        self.model_name = core.spec.id
+        self.dimensions = core.resolved_dimensions
+        self._embedder = Embedder(core, cache=cache)
+        self._resolver = Resolver(
+            core.resolved_limits,
+            use_video_audio=core.use_video_audio,
+            overlap_seconds=self.overlap_seconds,
+            interleave_text=self.interleave_text,
+        )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "GeminiMultiModalEmbedding"
+
+    @property
+    def embedder(self) -> Embedder:
+        """The core engine, for ``usage``, ``settings`` or direct calls."""
+        return self._embedder
+
+    @property
+    def usage(self) -> Usage:
+        return self._embedder.usage
+
+    def close(self) -> None:
+        self._embedder.close()
+
+    # -- LlamaIndex's embedding methods ------------------------------------------------
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self._embedder.embed([query], role="query")[0]
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return (await self._embedder.aembed([query], role="query"))[0]
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._embedder.embed([text], role="document")[0]
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return (await self._embedder.aembed([text], role="document"))[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self._embedder.embed(texts, role="document")
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return await self._embedder.aembed(texts, role="document")
+
+    def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
+        return self._embedder.embed([_image(img_file_path)], role="document")[0]
+
+    async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
+        return (await self._embedder.aembed([_image(img_file_path)], role="document"))[0]
+
+    def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
+        return self._embedder.embed([_image(p) for p in img_file_paths], role="document")
+
+    async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
+        return await self._embedder.aembed([_image(p) for p in img_file_paths], role="document")
+
+    # -- the pipeline step -------------------------------------------------------------
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Embed each node's media (media nodes) or EMBED-mode text (text nodes)."""
+        inputs = [self._resolver.item(n) for n in nodes]
+        chunks, payload = [_chunk(n) for n in nodes], self.to_payload()
+        dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+        with self.callback_manager.event(
+            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+        ) as event:
+            vectors = self._embedder.embed(
+                inputs, role="document", progress=bool(kwargs.get("show_progress"))
+            )
+            event.on_end(payload={EventPayload.CHUNKS: chunks, EventPayload.EMBEDDINGS: vectors})
+        dispatcher.event(EmbeddingEndEvent(chunks=chunks, embeddings=vectors))
+        for node, vector in zip(nodes, vectors, strict=True):
+            node.embedding = vector
+        return nodes
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Async twin of ``__call__``; files are read off the event loop."""
+        inputs = await asyncio.to_thread(lambda: [self._resolver.item(n) for n in nodes])
+        chunks, payload = [_chunk(n) for n in nodes], self.to_payload()
+        dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+        with self.callback_manager.event(
+            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+        ) as event:
+            vectors = await self._embedder.aembed(
+                inputs, role="document", progress=bool(kwargs.get("show_progress"))
+            )
+            event.on_end(payload={EventPayload.CHUNKS: chunks, EventPayload.EMBEDDINGS: vectors})
+        dispatcher.event(EmbeddingEndEvent(chunks=chunks, embeddings=vectors))
+        for node, vector in zip(nodes, vectors, strict=True):
+            node.embedding = vector
+        return nodes
+
+
+def _chunk(node: BaseNode) -> str:
+    text = node.get_content(metadata_mode=MetadataMode.NONE)
+    return text or label(node.metadata)
+
+
+def _image(value: Any) -> ItemLike:
+    """LlamaIndex's ``ImageType`` (a path or URL string, or BytesIO) to a core input."""
+    if isinstance(value, BytesIO):
+        return Media.from_bytes(value.getvalue(), name="<image bytes>")
+    if isinstance(value, (bytes, bytearray)):
+        return Media.from_bytes(bytes(value), name="<image bytes>")
+    if isinstance(value, str):
+        return Media.from_url(value) if value.startswith(_URL_PREFIXES) else Path(value)
+    return value

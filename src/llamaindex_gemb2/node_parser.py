@@ -1,0 +1,261 @@
+"""A LlamaIndex node parser that cuts documents pointing at media files into nodes
+that fit Gemini Embedding 2's per-item limits.
+
+The splitting is the core's (``gemb2.loading.load_file``); this module turns its
+pieces into nodes: the media's source, modality and page or time range in metadata,
+SOURCE/PREVIOUS/NEXT relationships, and a short label as text, so LlamaIndex does
+not drop the node as empty and its ingestion cache cannot mistake one piece for another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.node_parser import NodeParser
+from llama_index.core.schema import (
+    DEFAULT_TEXT_NODE_TMPL,
+    BaseNode,
+    ImageNode,
+    MediaResource,
+    MetadataMode,
+    Node,
+    NodeRelationship,
+    TextNode,
+)
+from llama_index.core.utils import get_tqdm_iterable
+
+from gemb2 import DEFAULT_MODEL, Item, Limits, Media, get_model
+from gemb2.loading import load_file
+from gemb2.segment import split_text
+from gemb2.tokens import estimate_tokens
+
+from ._media import (
+    LLM_HIDDEN_KEYS,
+    MEDIA_MODALITIES,
+    PIECE_KEYS,
+    Resolver,
+    is_media_file,
+    label,
+    own_text,
+    remember,
+)
+
+# Room for the task prefix the core adds to document text ("title: none | text: ").
+_PREFIX_TOKENS = 16
+
+
+class GeminiMediaNodeParser(NodeParser):
+    """Documents to nodes that fit the model: PDFs in pieces of at most 6 pages, audio
+    and video in overlapping segments under the duration limit, long text in
+    token-bounded chunks, images whole.
+
+    A document points at a media file through an ``ImageNode``/``ImageDocument``
+    ``image_path``, a ``Node`` resource ``path``, or ``metadata["file_path"]`` (the
+    convention of LlamaIndex readers and of ``GeminiMediaReader``). Such a file is
+    read and split even if a reader also extracted text from it; several documents
+    naming one file (SimpleDirectoryReader makes one per PDF page) yield its pieces
+    once. Media held as bytes or a URL pass through as one node. Every other
+    document is text.
+    """
+
+    model_name: str = Field(
+        default=DEFAULT_MODEL, description="Model whose limits the pieces must fit."
+    )
+    limits: Limits | None = Field(default=None, description="Override the model's limits.")
+    use_video_audio: bool = Field(
+        default=False, description="Cut videos with audio to the shorter limit."
+    )
+    overlap_seconds: float = Field(
+        default=2.0, ge=0, description="Overlap of consecutive audio/video segments."
+    )
+    chunk_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Largest text chunk in tokens; default the model's limit.",
+    )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "GeminiMediaNodeParser"
+
+    @property
+    def resolved_limits(self) -> Limits:
+        return self.limits or get_model(self.model_name).limits
+
+    def _parse_nodes(
+        self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any
+    ) -> list[BaseNode]:
+        seen: set[str] = set()
+        out: list[BaseNode] = []
+        for node in get_tqdm_iterable(nodes, show_progress, "Splitting media"):
+            out.extend(self._parse_one(node, seen))
+        return out
+
+    def _parse_one(self, doc: BaseNode, seen: set[str]) -> list[BaseNode]:
+        meta = doc.metadata
+        if "piece" in meta and "source" in meta and meta.get("modality") in MEDIA_MODALITIES:
+            return [doc]  # already a piece that fits
+        path = _file_of(doc)
+        if path is not None:
+            if not doc.get_content(metadata_mode=MetadataMode.ALL).strip():
+                warnings.warn(
+                    f"document for {path} has no text and no metadata in its content, so "
+                    "IngestionPipeline's cache cannot tell it from another such document; "
+                    "load files with GeminiMediaReader or give the document a text",
+                    stacklevel=4,
+                )
+            key = str(Path(path).resolve())
+            if key in seen:
+                return []
+            seen.add(key)
+            items = load_file(
+                path,
+                self._limits_for(doc),
+                use_video_audio=self.use_video_audio,
+                overlap_seconds=self.overlap_seconds,
+            )
+            remember(items)
+            return self._build(items, doc)
+        media = Resolver(self.resolved_limits).media(doc)
+        if media:
+            return [self._pass_through(doc, media)]
+        text = own_text(doc)
+        if not text.strip():
+            return []
+        return self._build(self._text_items(text, doc), doc)
+
+    def _limits_for(self, doc: BaseNode) -> Limits:
+        """The model's limits, with the text budget cut by the metadata LlamaIndex will
+        put in front of each chunk's text when it is embedded."""
+        base = self.resolved_limits
+        overhead = _PREFIX_TOKENS
+        if self.include_metadata:
+            overhead += estimate_tokens(doc.get_metadata_str(mode=MetadataMode.EMBED))
+        budget = min(self.chunk_tokens or base.max_tokens, base.max_tokens - overhead)
+        return base.model_copy(update={"max_tokens": max(budget, 1)})
+
+    def _text_items(self, text: str, doc: BaseNode) -> list[Item]:
+        max_tokens = self._limits_for(doc).max_tokens
+        source = str(doc.metadata.get("file_path") or doc.node_id)
+        base = {"source": source, "modality": "text", "mime_type": "text/plain"}
+        if estimate_tokens(text) <= max_tokens:
+            pieces = [(text, 0, len(text))]
+        else:
+            pieces = [
+                (s.text or "", s.char_start or 0, s.char_end or 0)
+                for s in split_text(text, max_tokens=max_tokens, name=source)
+            ]
+        return [
+            Item(
+                parts=(chunk,),
+                metadata={
+                    **base,
+                    "piece": i,
+                    "pieces": len(pieces),
+                    "char_start": start,
+                    "char_end": end,
+                },
+            )
+            for i, (chunk, start, end) in enumerate(pieces)
+        ]
+
+    def _common(self, i: int, doc: BaseNode, meta: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id_": self.id_func(i, doc),
+            "metadata": meta,
+            "excluded_embed_metadata_keys": _union(doc.excluded_embed_metadata_keys, PIECE_KEYS),
+            "excluded_llm_metadata_keys": _union(doc.excluded_llm_metadata_keys, LLM_HIDDEN_KEYS),
+            "metadata_separator": doc.metadata_separator,
+            "metadata_template": doc.metadata_template,
+            "text_template": getattr(doc, "text_template", DEFAULT_TEXT_NODE_TMPL),
+            "relationships": {NodeRelationship.SOURCE: doc.as_related_node_info()},
+        }
+
+    def _build(self, items: list[Item], doc: BaseNode) -> list[BaseNode]:
+        nodes: list[BaseNode] = []
+        for i, item in enumerate(items):
+            meta = {k: v for k, v in item.metadata.items() if k != "index"}
+            common = self._common(i, doc, meta)
+            if item.is_text_only:
+                nodes.append(
+                    TextNode(
+                        text=item.text,
+                        start_char_idx=meta.get("char_start"),
+                        end_char_idx=meta.get("char_end"),
+                        **common,
+                    )
+                )
+            elif meta["modality"] == "image":
+                nodes.append(
+                    ImageNode(
+                        text=label(meta),
+                        image_path=str(meta["source"]),
+                        image_mimetype=str(meta["mime_type"]),
+                        **common,
+                    )
+                )
+            else:
+                nodes.append(TextNode(text=label(meta), **common))
+        return nodes
+
+    def _pass_through(self, doc: BaseNode, media: list[Media]) -> BaseNode:
+        """Media held as bytes or a URL: one node, labelled and content-hashed."""
+        first = media[0]
+        digest = hashlib.sha256(first.data if first.data is not None else str(first.uri).encode())
+        meta = {
+            "source": first.uri or first.name,
+            "file_hash": digest.hexdigest(),
+            "modality": first.modality if len(media) == 1 else "interleaved",
+            "mime_type": first.mime_type,
+            "piece": 0,
+            "pieces": 1,
+        }
+        common = self._common(0, doc, meta)
+        if isinstance(doc, ImageNode):
+            return ImageNode(
+                text=label(meta),
+                image=doc.image,
+                image_url=doc.image_url,
+                image_mimetype=doc.image_mimetype or first.mime_type,
+                **common,
+            )
+        if not isinstance(doc, Node):
+            return doc  # already one of our pieces
+        return Node(
+            text_resource=MediaResource(text=label(meta)),
+            image_resource=doc.image_resource,
+            audio_resource=doc.audio_resource,
+            video_resource=doc.video_resource,
+            **common,
+        )
+
+
+def _union(first: Sequence[str], second: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys([*first, *second]))
+
+
+def _file_of(node: BaseNode) -> str | None:
+    """The file a document stands for, if it names one."""
+    if isinstance(node, ImageNode) and node.image_path and not node.image:
+        return node.image_path
+    if isinstance(node, Node):
+        paths = [
+            r.path
+            for r in (node.image_resource, node.audio_resource, node.video_resource)
+            if r is not None and r.path is not None and r.data is None
+        ]
+        if len(paths) == 1:
+            return str(paths[0])
+    file_path = node.metadata.get("file_path")
+    if not file_path:
+        return None
+    if is_media_file(str(file_path)):
+        return str(file_path)
+    if not own_text(node).strip() and Path(str(file_path)).is_file():
+        return str(file_path)  # a text file nobody has read yet
+    return None
