@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, cast
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 from chromadb.api.types import (
@@ -21,6 +19,7 @@ from chromadb.api.types import (
     Embeddings,
     Space,
     URIs,
+    normalize_embeddings,
 )
 from chromadb.utils.embedding_functions import register_embedding_function
 from pydantic import SecretStr
@@ -93,7 +92,9 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
         return cast(Embeddings, self.embedder.embed(_items(input), role="document"))
 
     def embed_query(self, input: Embeddable) -> Embeddings:
-        return cast(Embeddings, self.embedder.embed(_items(input), role="query"))
+        # Chroma wraps __call__'s output into arrays itself, but not embed_query's
+        vectors = self.embedder.embed(_items(input), role="query")
+        return cast(Embeddings, normalize_embeddings(vectors))
 
     @staticmethod
     def name() -> str:
@@ -144,11 +145,7 @@ class GeminiMediaLoader(DataLoader[list[Item]]):  # type: ignore[type-var]
 def _load(uri: str | None) -> Item:
     if uri is None:
         raise InputError("missing URI")
-    parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https", "gs"):
-        return Item(parts=(Media.from_url(uri),), metadata={"source": uri})
-    path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
-    return Item.from_path(path)
+    return Item.from_uri(uri)
 
 
 def _items(input: Embeddable | Sequence[Any]) -> list[ItemLike]:

@@ -261,9 +261,9 @@ def cmd_migrate(args: argparse.Namespace, session: _Session) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from .emulator import cli as emulator_cli
+    from .emulator.cli import run
 
-    return int(emulator_cli.run(args))
+    return int(run(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,9 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to-collection", required=True)
     common(p)
     p = sub.add_parser("emulator", help="run the offline Gemini API stand-in")
-    from .emulator import cli as emulator_cli
+    from .emulator.cli import add_arguments
 
-    emulator_cli.add_arguments(p)
+    add_arguments(p)
     return parser
 
 

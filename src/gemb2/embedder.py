@@ -184,6 +184,9 @@ class Embedder:
     def close(self) -> None:
         self.transport.close()
 
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
     def __enter__(self) -> Embedder:
         return self
 

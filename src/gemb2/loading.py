@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import segment
-from .errors import InputError
+from .errors import InputError, MediaReadError
 from .media import Item, Media
 from .models import Limits, get_model
 
@@ -56,7 +56,11 @@ def load_file(
     character range when split."""
     p = Path(path)
     limits = limits or get_model("gemini-embedding-2").limits
-    digest = digest or file_hash(p)
+    if digest is None:
+        try:
+            digest = file_hash(p)
+        except OSError as exc:
+            raise MediaReadError(f"cannot read file: {exc.strerror or exc}", source=str(p)) from exc
     pieces = list(
         segment.segment_file(
             p, limits, overlap_seconds=overlap_seconds, use_video_audio=use_video_audio

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from google.genai import types
 
@@ -252,6 +252,24 @@ class Item:
         return cls(
             parts=(media,), metadata={**media.metadata, "modality": media.modality, **metadata}
         )
+
+    @classmethod
+    def from_uri(cls, uri: str | os.PathLike[str]) -> Item:
+        """A path, ``file://``, ``http(s)://`` or ``gs://`` URI (a framework's "image URI")."""
+        if isinstance(uri, os.PathLike):
+            return cls.from_path(uri)
+        parsed = urlparse(uri)
+        if parsed.scheme in ("http", "https", "gs"):
+            return cls(parts=(Media.from_url(uri),), metadata={"source": uri})
+        if parsed.scheme == "file":
+            return cls.from_path(Path(unquote(parsed.path)))
+        if "://" in uri:  # a one-letter "scheme" is a Windows drive, so only refuse real URLs
+            raise InputError(
+                f"URI scheme {parsed.scheme!r} is not supported",
+                source=uri,
+                limit="a path, file://, http(s):// or gs://",
+            )
+        return cls.from_path(Path(uri))
 
     @property
     def media(self) -> list[Media]:

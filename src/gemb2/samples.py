@@ -134,9 +134,7 @@ def make_jpeg(
     img = _draw(shape, color, size)
     exif = PILImage.Exif()
     exif[EXIF_IMAGE_DESCRIPTION] = description
-    img.save(
-        path, format="JPEG", exif=exif, quality=quality, comment=description.encode("utf-8")
-    )
+    img.save(path, format="JPEG", exif=exif, quality=quality, comment=description.encode("utf-8"))
     return path
 
 

@@ -441,6 +441,7 @@ class _Scan:
     keep: list[int] = field(default_factory=list)  # set by ``_keep``
     end: float = 0.0
     dropped_streams: bool = False
+    declared: float = 0.0  # the container's own duration, seconds (0: unknown)
 
     @property
     def duration(self) -> float:
@@ -567,6 +568,7 @@ def _scan(path: Path, name: str, mime: str) -> _Scan:
                 sample_rate=getattr(primary, "sample_rate", 0) or 0,
                 pcm=family == "wav" and codec_name.startswith("pcm_"),
             )
+            scan.declared = (container.duration or 0) / av.time_base
             declared = {
                 s.index: float(((s.start_time or 0) + s.duration) * s.time_base)
                 for s in scanned
@@ -731,6 +733,9 @@ def _split_scanned(
 
 
 def _segment(scan: _Scan, name: str, piece: _Piece, count: int, data: bytes) -> Segment:
+    end = piece.end - scan.origin
+    if piece.last and scan.declared:  # e.g. MP3: the last frame's padding is not audio
+        end = min(end, max(scan.declared, piece.start - scan.origin))
     return Segment(
         data,
         None,
@@ -740,7 +745,7 @@ def _segment(scan: _Scan, name: str, piece: _Piece, count: int, data: bytes) -> 
         piece.index,
         count,
         start_seconds=round(piece.start - scan.origin, 6),
-        end_seconds=round(piece.end - scan.origin, 6),
+        end_seconds=round(end, 6),
     )
 
 

@@ -115,6 +115,11 @@ class Transport:
                 log.debug("client close failed", exc_info=True)
             self._client = None
 
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aio.aclose()
+        self.close()
+
     def __repr__(self) -> str:
         return f"Transport(model={self.settings.model!r}, base_url={self.settings.base_url!r})"
 

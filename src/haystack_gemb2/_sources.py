@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from haystack import Document
 from haystack.dataclasses import ByteStream, FileContent, ImageContent
 
 from gemb2 import InputError, Item, Media, MediaReadError, UnsupportedMediaError, segment
 from gemb2.media import mime_from_suffix
 from gemb2.probe import canonical_mime, modality_of
-from haystack import Document
 
 log = logging.getLogger("haystack_gemb2")
 
@@ -116,9 +116,10 @@ def document_media(
 
     ``blob`` wins over the file path. A ``blob`` the model cannot take is ignored when the
     document has text to embed instead. A file path counts as media only when its declared type
-    (``meta["mime_type"]`` or suffix) is an image, audio, video or PDF, so the text documents
-    Haystack's converters produce (which carry ``file_path`` too) stay text. A PDF with
-    ``meta["page_number"]`` is embedded as that page.
+    (``meta["mime_type"]`` or suffix) is an image, audio, video or PDF, so text converted from
+    .txt, .docx or .html files (which carries ``file_path`` too) stays text; text chunks of a
+    PDF do not, hence ``embed_media=False``. A PDF with ``meta["page_number"]`` is embedded as
+    that page.
     """
     source = f"document {doc.id}"
     media: Media | None = None
@@ -139,7 +140,13 @@ def document_media(
             try:
                 media = Media.from_path(path, metadata={"document_id": doc.id})
             except MediaReadError as exc:  # name the document as well as the file
-                raise MediaReadError(exc.reason, source=f"{source} ({path})") from exc
+                reason = exc.reason
+                if has_text:
+                    reason += (
+                        "; text documents from Haystack converters carry their source's file_path:"
+                        " pass embed_media=False to embed their text only"
+                    )
+                raise MediaReadError(reason, source=f"{source} ({path})") from exc
     if media is not None and media.modality == "pdf":
         page = _page_number(doc, source)
         if page is not None:

@@ -12,12 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.dataclasses import ByteStream, FileContent, ImageContent
 from haystack.utils import Secret
 from pydantic import SecretStr, ValidationError
 
 from gemb2 import ConfigError, Embedder, EmbedSettings, Gemb2Error, InputError, Item, Usage
-from haystack import Document, component, default_from_dict, default_to_dict
 
 from ._sources import PdfPages, document_item, source_media
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -27,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from gemb2 import Embedder, EmbedSettings, Item, Media, Usage, VectorCache
-from gemb2.errors import InputError
+from gemb2 import Embedder, EmbedSettings, Item, Usage, VectorCache
+from gemb2.errors import InputError, MediaReadError
 from gemb2.media import ItemLike
 from gemb2.models import Limits
 from gemb2.tasks import Task
@@ -100,6 +98,10 @@ class GeminiEmbeddings(BaseModel, Embeddings):
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     max_retries: int = 6
+    """Retries after the first attempt of a batch (429, 5xx, dropped connections)."""
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    """Exponential backoff bounds in seconds; a server's retry delay takes precedence."""
     timeout: float = 60.0
     """Seconds per HTTP request."""
     use_video_audio: bool = False
@@ -127,6 +129,8 @@ class GeminiEmbeddings(BaseModel, Embeddings):
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
             max_retries=self.max_retries,
+            backoff_initial=self.backoff_initial,
+            backoff_max=self.backoff_max,
             timeout=self.timeout,
             use_video_audio=self.use_video_audio,
             limits=self.limits,
@@ -268,27 +272,10 @@ def _uri_items(uris: Sequence[UriLike]) -> list[Item]:
     items = []
     for i, uri in enumerate(uris):
         try:
-            items.append(_uri_item(uri))
+            items.append(Item.from_uri(uri))
         except InputError as exc:
             raise type(exc)(exc.reason, item=i, source=exc.source, limit=exc.limit) from exc
     return items
-
-
-def _uri_item(uri: UriLike) -> Item:
-    if isinstance(uri, os.PathLike):
-        return Item.from_path(uri)
-    parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https", "gs"):
-        return Item(parts=(Media.from_url(uri),), metadata={"source": uri})
-    if parsed.scheme == "file":
-        return Item.from_path(Path(unquote(parsed.path)))
-    if "://" in uri:  # a one-letter "scheme" is a Windows drive, so only refuse real URLs
-        raise InputError(
-            f"URI scheme {parsed.scheme!r} is not supported",
-            source=uri,
-            limit="a path, file://, http(s):// or gs://",
-        )
-    return Item.from_path(Path(uri))
 
 
 def _load_pieces(source: str, limits: Limits, use_video_audio: bool, index: int) -> list[Item]:
@@ -298,6 +285,9 @@ def _load_pieces(source: str, limits: Limits, use_video_audio: bool, index: int)
         return load_file(source, limits, use_video_audio=use_video_audio)
     except InputError as exc:
         raise type(exc)(exc.reason, item=index, source=exc.source, limit=exc.limit) from exc
+    except OSError as exc:  # load_file hashes the file before the core's readers see it
+        reason = f"cannot read file: {exc.strerror or exc}"
+        raise MediaReadError(reason, item=index, source=source) from exc
 
 
 def _find_piece(pieces: list[Item], meta: dict[str, Any], index: int) -> Item:

@@ -10,7 +10,7 @@ so the embedding does not split a file the parser has just split.
 from __future__ import annotations
 
 import base64
-import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -26,8 +26,8 @@ from llama_index.core.schema import (
     TextNode,
 )
 
-from gemb2 import InputError, Item, Limits, Media
-from gemb2.loading import load_file
+from gemb2 import InputError, Item, Limits, Media, MediaReadError
+from gemb2.loading import file_hash, load_file
 from gemb2.media import mime_from_suffix
 from gemb2.probe import modality_of
 
@@ -163,6 +163,7 @@ class Resolver:
         self.use_video_audio = use_video_audio
         self.overlap_seconds = overlap_seconds
         self.interleave_text = interleave_text
+        self._hashes: dict[tuple[Any, ...], str] = {}
 
     def item(self, node: BaseNode) -> Item | str:
         """Media nodes become media Items; text nodes their EMBED-mode text."""
@@ -198,26 +199,40 @@ class Resolver:
             return [Media.from_path(str(file_path))]
         return []
 
-    def _checked(self, media: Media, meta: Mapping[str, Any]) -> Media:
-        """A whole file named by a parsed node must still hold what was parsed."""
+    def _unchanged(self, source: str, meta: Mapping[str, Any]) -> None:
+        """A parsed node must still describe its file: refuse one whose file changed."""
         digest = meta.get("file_hash")
-        if digest and media.data is not None and hashlib.sha256(media.data).hexdigest() != digest:
+        if not digest:
+            return
+        try:
+            st = os.stat(source)
+        except FileNotFoundError as exc:
+            raise MediaReadError("no such file", source=source) from exc
+        except OSError as exc:
+            raise MediaReadError(f"cannot read file: {exc.strerror or exc}", source=source) from exc
+        stamp = (source, st.st_ino, st.st_size, st.st_mtime_ns)
+        if stamp not in self._hashes:
+            if len(self._hashes) > 4096:
+                self._hashes.clear()
+            self._hashes[stamp] = file_hash(Path(source))
+        if self._hashes[stamp] != digest:
             raise InputError(
                 "file changed since it was parsed; parse it again",
-                source=media.name,
-                limit=f"content hash {str(digest)[:12]}...",
+                source=source,
+                limit=f"parsed content hash {str(digest)[:12]}",
             )
-        return media
 
     def _piece(self, meta: Mapping[str, Any]) -> Media:
-        """A parsed piece: from the store, else the whole file, else cut again."""
+        """A parsed piece: the whole file, else from the store, else cut again."""
         source = str(meta["source"])
+        self._unchanged(source, meta)
+        whole = int(meta.get("pieces", 1)) <= 1
+        if whole and os.path.getsize(source) <= self.limits.max_inline_bytes:
+            return Media.from_path(source)
         key = piece_key(meta)
         cached = PIECES.get(key) if key is not None else None
         if cached is not None:
             return cached
-        if key is None or (int(meta.get("pieces", 1)) <= 1 and meta.get("modality") != "image"):
-            return self._checked(Media.from_path(source), meta)
         items = load_file(
             source,
             self.limits,
@@ -225,8 +240,6 @@ class Resolver:
             overlap_seconds=self.overlap_seconds,
         )
         remember(items)
-        if items and items[0].metadata.get("file_hash") != meta.get("file_hash"):
-            raise InputError("file changed since it was parsed; parse it again", source=source)
         for item in items:
             if piece_key(item.metadata) == key and item.media:
                 return item.media[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llama_index.core.base.embeddings.base import Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, ValidationError
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.instrumentation import get_dispatcher
@@ -26,7 +26,16 @@ from llama_index.core.instrumentation.events.embedding import (
 )
 from llama_index.core.schema import BaseNode, ImageType, MetadataMode
 
-from gemb2 import DEFAULT_MODEL, Embedder, EmbedSettings, Limits, Media, Usage, VectorCache
+from gemb2 import (
+    DEFAULT_MODEL,
+    ConfigError,
+    Embedder,
+    EmbedSettings,
+    Limits,
+    Media,
+    Usage,
+    VectorCache,
+)
 from gemb2.media import ItemLike
 
 from ._media import Resolver, label
@@ -148,11 +157,14 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
                 api_key = settings.api_key
         super().__init__(**data)
         key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
-        core = EmbedSettings(
-            model=self.model_name,
-            api_key=key,
-            **{k: getattr(self, k) for k in _MIRRORED},
-        )
+        try:
+            core = EmbedSettings(
+                model=self.model_name,
+                api_key=key,
+                **{k: getattr(self, k) for k in _MIRRORED},
+            )
+        except ValidationError as exc:
+            raise ConfigError(str(exc)) from exc
         self.model_name = core.spec.id
         self.dimensions = core.resolved_dimensions
         self._embedder = Embedder(core, cache=cache)

@@ -20,6 +20,8 @@ from llama_index.core.node_parser import NodeParser
 from llama_index.core.schema import (
     DEFAULT_TEXT_NODE_TMPL,
     BaseNode,
+    Document,
+    ImageDocument,
     ImageNode,
     MediaResource,
     MetadataMode,
@@ -36,7 +38,6 @@ from gemb2.tokens import estimate_tokens
 
 from ._media import (
     LLM_HIDDEN_KEYS,
-    MEDIA_MODALITIES,
     PIECE_KEYS,
     Resolver,
     is_media_file,
@@ -98,7 +99,7 @@ class GeminiMediaNodeParser(NodeParser):
 
     def _parse_one(self, doc: BaseNode, seen: set[str]) -> list[BaseNode]:
         meta = doc.metadata
-        if "piece" in meta and "source" in meta and meta.get("modality") in MEDIA_MODALITIES:
+        if "piece" in meta and "source" in meta and not isinstance(doc, Document):
             return [doc]  # already a piece that fits
         path = _file_of(doc)
         if path is not None:
@@ -216,7 +217,7 @@ class GeminiMediaNodeParser(NodeParser):
             "pieces": 1,
         }
         common = self._common(0, doc, meta)
-        if isinstance(doc, ImageNode):
+        if isinstance(doc, (ImageNode, ImageDocument)):
             return ImageNode(
                 text=label(meta),
                 image=doc.image,

@@ -107,13 +107,13 @@ def test_images_as_pixel_arrays(emulator: Emulator, media_dir: Path, tmp_path: P
 
 def test_refuses_other_model_or_dimension(emulator: Emulator, tmp_path: Path) -> None:
     client = chromadb.PersistentClient(path=str(tmp_path / "db"))
-    open_collection(client, "c", _ef(emulator)).add(ids=["x"], documents=["hello"])
+    open_collection(client, "coll", _ef(emulator)).add(ids=["x"], documents=["hello"])
     with pytest.raises(ModelMismatchError, match="dimensions=768"):
-        open_collection(client, "c", GeminiEmbeddingFunction(base_url=emulator.base_url))
+        open_collection(client, "coll", GeminiEmbeddingFunction(base_url=emulator.base_url))
     with pytest.raises(ModelMismatchError, match="gemini-embedding-001"):
         open_collection(
             client,
-            "c",
+            "coll",
             GeminiEmbeddingFunction(
                 model="gemini-embedding-001", dimensions=768, base_url=emulator.base_url
             ),
@@ -150,7 +150,7 @@ def test_bad_file_fails_clearly_and_stores_nothing(
 
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 truncated")
     client = chromadb.PersistentClient(path=str(tmp_path / "db"))
-    col = open_collection(client, "c", _ef(emulator))
+    col = open_collection(client, "coll", _ef(emulator))
     with pytest.raises(MediaReadError, match=r"item 1 \(.*bad\.pdf\): cannot read PDF"):
         col.add(
             ids=["ok", "bad"], uris=[str(media_dir / "red_circle.png"), str(tmp_path / "bad.pdf")]

@@ -414,6 +414,10 @@ def test_unknown_model_is_404(emulator: Emulator, client: genai.Client) -> None:
     assert set(resp.json()["error"]) == {"code", "message", "status"}
     assert resp.json()["error"]["code"] == 404
     assert SECRET not in resp.text
+    with httpx.Client(base_url=emulator.base_url) as http:
+        assert http.get(f"/v1beta/models/{MODEL}").json()["name"] == f"models/{MODEL}"
+        assert http.get("/v1beta/models/no-such-model").status_code == 404
+    assert emulator.stats.requests == 2  # embedding routes only, the 404s included
 
 
 def test_over_batch_is_400_with_google_message(emulator: Emulator) -> None:
@@ -576,6 +580,24 @@ def test_slow_fault_and_latency_delay_but_answer(emulator: Emulator, client: gen
     assert emulator.stats.faults == {"slow": 1}
 
 
+def test_fail_first_faults_only_the_first_requests(
+    emulator: Emulator, client: genai.Client
+) -> None:
+    emulator.configure(fault_rate=1.0, faults=("503",), fail_first=2)
+    codes = []
+    for _ in range(4):
+        try:
+            embed(client, [text_content("x")])
+            codes.append(200)
+        except genai_errors.APIError as exc:
+            codes.append(exc.code)
+    assert codes == [503, 503, 200, 200]
+    emulator.configure(fail_first=1)  # configure starts the count again
+    assert _client_error(embed, client, [text_content("x")]).code == 503
+    assert len(embed(client, [text_content("x")])) == 1
+    assert emulator.stats.faults == {"503": 3}
+
+
 def test_fault_draws_are_deterministic_for_a_seed(emulator: Emulator, client: genai.Client) -> None:
     def outcomes() -> list[int]:
         emulator.configure(fault_rate=0.5, faults=("500", "503"), seed=7)
@@ -734,7 +756,7 @@ def test_cli_serves_until_sigterm() -> None:
             proc.wait()
 
 
-def test_emulator_without_with_and_stop_closes(tmp_path: Any) -> None:
+def test_emulator_without_with_and_stop_closes() -> None:
     emu = Emulator(port=0, config=EmulatorConfig(latency_per_request=0.0))
     emu.start()
     url = emu.base_url

@@ -237,3 +237,21 @@ def test_loading_a_pipeline_from_another_module_is_refused_by_default() -> None:
     )
     with pytest.raises(DeserializationError, match="allowlist"):
         Pipeline.loads(yaml)
+
+
+def test_quickstart_example_runs_offline(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "examples" / "haystack_quickstart.py"
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
+    proc = subprocess.run(
+        [sys.executable, str(example), "honeybees make honey"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert "indexed 9 documents" in lines
+    assert lines[lines.index("query: 'honeybees make honey'") + 1].startswith("1. nature.pdf p.2")
+    assert lines[lines.index("similar to blue_square.png:") + 1] == "1. blue_square.png"

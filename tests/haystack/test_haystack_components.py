@@ -227,6 +227,15 @@ def test_mime_type_meta_names_a_file_without_suffix(emulator: Emulator, tmp_path
     assert parts_of(emulator.stats.last_bodies[-1])[0]["inline_data"]["mime_type"] == "image/png"
 
 
+def test_converter_chunk_with_missing_source_hints_embed_media(emulator: Emulator) -> None:
+    """PyPDFToDocument + DocumentSplitter give text chunks whose file_path is the PDF."""
+    doc = Document(content="chunk text", meta={"file_path": "report.pdf", "page_number": 3})
+    with pytest.raises(MediaReadError, match="embed_media=False"):
+        doc_embedder(emulator).run([doc])
+    out = doc_embedder(emulator, embed_media=False).run([doc])
+    assert out["documents"][0].embedding is not None
+
+
 def test_embed_media_false_embeds_text_only(emulator: Emulator, media_dir: Path) -> None:
     doc = Document(content="page text", meta={"file_path": str(media_dir / "three_pages.pdf")})
     doc_embedder(emulator, embed_media=False).run([doc])

@@ -252,7 +252,12 @@ async def test_async_is_not_a_thread_pool(emulator: Emulator) -> None:
 def test_retries_transient_faults(emulator: Emulator) -> None:
     emulator.configure(fault_rate=0.5, faults=("503", "429"), retry_delay=0.0, seed=3)
     emb = GeminiEmbeddings(
-        base_url=emulator.base_url, dimensions=DIMS, batch_size=1, max_retries=10
+        base_url=emulator.base_url,
+        dimensions=DIMS,
+        batch_size=1,
+        max_retries=10,
+        backoff_initial=0.01,
+        backoff_max=0.05,
     )
     vectors = emb.embed_documents([f"text {i}" for i in range(6)])
     assert len(vectors) == 6 and all(len(v) == DIMS for v in vectors)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import tracemalloc
 from collections.abc import Iterator
@@ -52,40 +53,51 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ),
         "short_video": samples.make_mp4(d / "short.mp4", 4, description="ocean", with_audio=True),
         "wav200": samples.make_wav(d / "long.wav", 200, description="a long tone"),
-        "mp3_200": samples.make_mp3(d / "long.mp3", 200, description="a long mp3 tone"),
+        "mp3_200": samples.make_mp3(
+            d / "long.mp3", 200, description="a long mp3 tone", sample_rate=8000
+        ),
     }
 
 
 def _frame_hashes(data: bytes | Path) -> list[str]:
     src = io.BytesIO(data) if isinstance(data, bytes) else str(data)
-    with av.open(src) as c:
-        return [
-            hashlib.sha1(f.to_ndarray(format="gray").tobytes()).hexdigest()
-            for f in c.decode(video=0)
-        ]
+    with av.open(src, "r") as c:
+        out = []
+        for f in c.decode(video=0):
+            y = f.planes[0]  # the luma plane's visible pixels (rows carry padding)
+            rows = np.frombuffer(memoryview(y), np.uint8).reshape(y.height, y.line_size)[
+                :, : y.width
+            ]
+            out.append(hashlib.sha1(rows.tobytes()).hexdigest())
+        return out
 
 
 def _pcm(data: bytes | Path) -> np.ndarray:
     src = io.BytesIO(data) if isinstance(data, bytes) else str(data)
-    with av.open(src) as c:
+    with av.open(src, "r") as c:
         return np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
 
 
-def _check_cover(segs: list[Segment], total: float, max_seconds: float, overlap: float) -> None:
+def _check_cover(
+    segs: list[Segment], total: float, max_seconds: float, overlap: float, slack: float = 0.25
+) -> None:
     """Each piece under the limit (as PyAV measures it), starting at 0, ending at the
-    total, each overlapping the one before by at least ``overlap`` and moving on."""
+    total, each overlapping the one before by at least ``overlap`` and moving on;
+    each piece's measured length within ``slack`` of the range it claims."""
     assert segs[0].start_seconds == 0.0
     assert segs[-1].end_seconds == pytest.approx(total, abs=0.1)
     for i, seg in enumerate(segs):
         assert seg.index == i and seg.count == len(segs)
         assert seg.data is not None and seg.text is None
         assert av_info(seg.data).duration < max_seconds
+        with av.open(io.BytesIO(seg.data), "r") as c:  # each piece's clock starts at 0
+            assert (c.start_time or 0) / 1e6 < 0.2
         assert seg.end_seconds is not None and seg.start_seconds is not None
         assert seg.end_seconds - seg.start_seconds < max_seconds
         assert av_info(seg.data).duration == pytest.approx(
-            seg.end_seconds - seg.start_seconds, abs=0.1
+            seg.end_seconds - seg.start_seconds, abs=slack
         )
-    for prev, nxt in zip(segs, segs[1:]):
+    for prev, nxt in itertools.pairwise(segs):
         assert prev.start_seconds is not None and prev.end_seconds is not None
         assert nxt.start_seconds is not None
         assert nxt.start_seconds > prev.start_seconds
@@ -137,7 +149,7 @@ def test_split_five_minute_video_stream_copies_on_keyframes(media: dict[str, Pat
     for seg in segs:
         assert seg.mime_type == "video/mp4" and seg.modality == "video"
         assert seg.data is not None
-        with av.open(io.BytesIO(seg.data)) as c:
+        with av.open(io.BytesIO(seg.data), "r") as c:
             assert c.format.name.startswith("mov,mp4")
             assert [s.type for s in c.streams] == ["video"]
             assert c.metadata.get("title") == "five minutes"  # tags travel with each piece
@@ -182,7 +194,7 @@ def test_sparse_keyframes_fall_back_to_reencoding(media: dict[str, Path]) -> Non
     _check_cover(segs, 150.0, 60, 2.0)
     for seg in segs:
         assert seg.data is not None
-        with av.open(io.BytesIO(seg.data)) as c:
+        with av.open(io.BytesIO(seg.data), "r") as c:
             frames = sum(1 for _ in c.decode(video=0))
         assert seg.start_seconds is not None and seg.end_seconds is not None
         assert frames == pytest.approx((seg.end_seconds - seg.start_seconds) * 5, abs=2)
@@ -239,7 +251,7 @@ def test_split_wav_cuts_exact_samples(media: dict[str, Path]) -> None:
     for seg in segs:
         assert seg.mime_type == "audio/wav" and seg.data is not None
         assert seg.data[:4] == b"RIFF"
-        with av.open(io.BytesIO(seg.data)) as c:
+        with av.open(io.BytesIO(seg.data), "r") as c:
             assert c.metadata.get("title") == "a long tone"
         assert seg.start_seconds is not None and seg.end_seconds is not None
         lo, hi = round(seg.start_seconds * 16000), round(seg.end_seconds * 16000)
@@ -251,15 +263,16 @@ def test_split_wav_cuts_exact_samples(media: dict[str, Path]) -> None:
 def test_split_mp3_stream_copies_frames(media: dict[str, Path]) -> None:
     segs = list(split_media(media["mp3_200"], max_seconds=80, overlap_seconds=2.0))
     assert len(segs) == 3
-    _check_cover(segs, 200.0, 80, 2.0)
+    # a copied MP3 piece loses its first few frames to the bit reservoir (72 ms each here)
+    _check_cover(segs, 200.0, 80, 2.0, slack=0.5)
     for seg in segs:
         assert seg.mime_type == "audio/mpeg" and seg.data is not None
-        with av.open(io.BytesIO(seg.data)) as c:
+        with av.open(io.BytesIO(seg.data), "r") as c:
             assert c.format.name == "mp3"
             assert c.metadata.get("title") == "a long mp3 tone"
             samples_out = sum(f.samples for f in c.decode(audio=0))
         assert seg.start_seconds is not None and seg.end_seconds is not None
-        assert samples_out / 22050 == pytest.approx(seg.end_seconds - seg.start_seconds, abs=0.2)
+        assert samples_out / 8000 == pytest.approx(seg.end_seconds - seg.start_seconds, abs=0.5)
 
 
 def test_segment_file_audio_over_limit_is_split(media: dict[str, Path]) -> None:
@@ -370,11 +383,23 @@ def test_empty_files_are_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- text
 
 
-def _long_text(paragraphs: int, seed: int = 3) -> str:
+def _long_text(tokens: int, seed: int = 3) -> str:
+    """Paragraphs of random sentences, about ``tokens`` tokens by ``estimate_tokens``."""
     rng = np.random.default_rng(seed)
-    words = "river stone cloud maple quartz lantern harbor meadow falcon copper".split()
-    paras = []
-    for _ in range(paragraphs):
+    words = [
+        "river",
+        "stone",
+        "cloud",
+        "maple",
+        "quartz",
+        "lantern",
+        "harbor",
+        "meadow",
+        "falcon",
+        "copper",
+    ]
+    paras: list[str] = []
+    while estimate_tokens("\n\n".join(paras)) < tokens:
         sentences = []
         for _ in range(int(rng.integers(2, 6))):
             n = int(rng.integers(5, 20))
@@ -384,8 +409,8 @@ def _long_text(paragraphs: int, seed: int = 3) -> str:
 
 
 def test_split_text_of_9000_tokens_into_exact_chunks() -> None:
-    text = _long_text(125)
-    assert 8800 < estimate_tokens(text) < 9800
+    text = _long_text(9000)
+    assert 9000 <= estimate_tokens(text) < 9200
     segs = split_text(text, max_tokens=8192, name="long.txt")
     assert len(segs) >= 2
     pos = 0
@@ -404,10 +429,10 @@ def test_split_text_of_9000_tokens_into_exact_chunks() -> None:
 
 
 def test_split_text_overlap_and_word_fallback() -> None:
-    text = _long_text(40)
+    text = _long_text(3000)
     segs = split_text(text, max_tokens=300, overlap_tokens=40)
     assert len(segs) > 3
-    for prev, nxt in zip(segs, segs[1:]):
+    for prev, nxt in itertools.pairwise(segs):
         assert nxt.char_start is not None and prev.char_end is not None
         assert prev.char_start is not None
         assert prev.char_start < nxt.char_start < prev.char_end  # they overlap
@@ -443,7 +468,7 @@ def test_segment_file_text(tmp_path: Path) -> None:
     assert len(segs) == 1 and segs[0].text == "# Title\n\nA short note.\n"
     assert segs[0].mime_type == "text/plain" and segs[0].modality == "text"
     long = tmp_path / "long.txt"
-    text = _long_text(125)
+    text = _long_text(9000)
     long.write_text(text, encoding="utf-8")
     parts = list(segment_file(long, Limits()))
     assert len(parts) >= 2
@@ -507,7 +532,7 @@ def test_segment_file_shrinks_big_images(tmp_path: Path) -> None:
     assert segs[0].data is not None and len(segs[0].data) <= 150_000
     assert segs[0].mime_type == "image/png" and segs[0].modality == "image"
     small = samples.make_png(tmp_path / "small.png", "a red circle")
-    assert list(segment_file(small, Limits()))[0].data == small.read_bytes()
+    assert next(iter(segment_file(small, Limits()))).data == small.read_bytes()
 
 
 # --------------------------------------------------------------------------- metadata

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated fault kinds from {','.join(FAULT_KINDS)} (default %(default)s)",
     )
     parser.add_argument(
+        "--fail-first", type=int, default=None, help="only the first N requests may fault"
+    )
+    parser.add_argument(
         "--retry-delay", type=float, default=d.retry_delay, help="retryDelay of injected 429s"
     )
     parser.add_argument(
@@ -68,6 +71,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             "rate_limit_rpm": getattr(args, "rate_limit_rpm", None),
             "fault_rate": getattr(args, "fault_rate", d.fault_rate),
             "faults": getattr(args, "faults", d.faults),
+            "fail_first": getattr(args, "fail_first", None),
             "retry_delay": getattr(args, "retry_delay", d.retry_delay),
             "slow_seconds": getattr(args, "slow_seconds", d.slow_seconds),
             "seed": getattr(args, "seed", d.seed),

@@ -27,6 +27,11 @@ class EmulatorConfig(BaseModel):
     faults: tuple[FaultKind, ...] = Field(
         ("429", "500", "503"), description="fault kinds drawn uniformly when a request faults"
     )
+    fail_first: int | None = Field(
+        None,
+        ge=0,
+        description="only the first N requests after configure() may fault, then all succeed",
+    )
     retry_delay: float = Field(1.0, ge=0, description="retryDelay of injected 429s, seconds")
     slow_seconds: float = Field(5.0, ge=0, description="sleep of a 'slow' fault, seconds")
     seed: int = Field(0, description="seed of the fault draws (deterministic per request order)")

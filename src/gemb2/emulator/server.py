@@ -70,12 +70,14 @@ class EmulatorApp:
         self.media = MediaCache()
         self.stopping = threading.Event()
         self._config_lock = threading.Lock()
+        self._since_configure = 0  # embedding requests since the last configure (fail_first)
 
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Swap in a validated config, reseed the fault draws, reset the rate window if changed."""
         with self._config_lock:
             new = EmulatorConfig.model_validate({**self.config.model_dump(), **changes})
             self.config = new
+            self._since_configure = 0
             self.drawer.reseed(new.seed)
             if "rate_limit_rpm" in changes:
                 self.limiter.set_rpm(new.rate_limit_rpm)
@@ -151,8 +153,11 @@ class EmulatorApp:
                 f"Resource has been exhausted: the emulator's limit of "
                 f"{cfg.rate_limit_rpm:g} requests per minute was reached.",
             )
+        with self._config_lock:
+            nth = self._since_configure
+            self._since_configure += 1
         fault = self.drawer.draw(cfg.fault_rate, cfg.faults, cfg.retry_delay)
-        if fault is None:
+        if fault is None or (cfg.fail_first is not None and nth >= cfg.fail_first):
             return
         self.stats.count_fault(fault.kind)
         if fault.kind == "429":
