@@ -339,7 +339,9 @@ def _wrap(text: str, width: int = 80) -> list[str]:
 
 
 def make_pdf(path: str | Path, pages: Sequence[str], *, title: str | None = None) -> Path:
-    """A valid multi-page Letter PDF whose pages carry a real Helvetica text layer.
+    """A valid multi-page Letter PDF whose pages carry a real Helvetica text layer
+    (WinAnsi: characters outside cp1252 become ``?``; long lines are wrapped, so
+    compare extracted text with whitespace normalised). ``title`` goes in /Info.
 
     Written by hand (no PDF-writing library with text is installed): one content
     stream per page drawing the page's text line by line with ``Tj``, so
@@ -357,7 +359,10 @@ def make_pdf(path: str | Path, pages: Sequence[str], *, title: str | None = None
     objects[3] = (
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
     )
-    objects[4] = b"<< /Producer (gemb2.samples) /Title " + _pdf_string(title or pages[0]) + b" >>"
+    info = b"<< /Producer (gemb2.samples)"
+    if title:
+        info += b" /Title " + _pdf_string(title)
+    objects[4] = info + b" >>"
     for i, text in enumerate(pages):
         page_id, content_id = 5 + 2 * i, 6 + 2 * i
         ops = [b"BT", b"/F1 12 Tf", b"14 TL", b"72 720 Td"]

@@ -646,9 +646,17 @@ class _Writer:
         self.out.metadata.update(metadata)
         self.map = {s.index: self.out.add_stream_from_template(s) for s in streams}
 
-    def mux(self, packet: Any, stream_index: int, shift: int) -> None:
+    def mux(self, packet: Any, stream_index: int, shift: int, bare: bool = False) -> None:
         """Mux ``packet`` moved back by ``shift`` ticks, then restore it: PyAV rescales
-        a packet in place and the same packet may belong to the next piece too."""
+        a packet in place and the same packet may belong to the next piece too.
+        ``bare`` muxes a copy without side data (see ``_split_copy``)."""
+        if bare:
+            import av
+
+            copy = av.Packet(bytes(packet))
+            copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+            copy.duration, copy.is_keyframe = packet.duration, packet.is_keyframe
+            packet = copy
         pts, dts, tb, dur = packet.pts, packet.dts, packet.time_base, packet.duration
         if pts is not None:
             packet.pts = pts - shift
@@ -817,7 +825,12 @@ def _split_copy(
                     writer = writers.get(index)
                     if writer is None:
                         writer = writers[index] = _Writer(scan.family, kept, scan.metadata)
-                    writer.mux(packet, sidx, round(pieces[index].start / tb))
+                    # An MP3 packet's skip-samples side data (encoder delay on the first,
+                    # padding on the last) sets the LAME tag the muxer writes; only the
+                    # first piece starts where that delay applies, and FFmpeg misreads a
+                    # trailing one alone (it skips ~0.5 s at the piece's start).
+                    bare = scan.family == "mp3" and not pieces[index].first
+                    writer.mux(packet, sidx, round(pieces[index].start / tb), bare)
                 # finish the pieces every kept stream has moved past
                 primary_t = latest[scan.primary]
                 while closed < count and not pieces[closed].last:

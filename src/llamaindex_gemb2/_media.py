@@ -143,6 +143,11 @@ def _from_resource(res: MediaResource, name: str) -> Media:
     raise InputError("media resource holds no data, path or url", source=name)
 
 
+def is_piece(meta: Mapping[str, Any]) -> bool:
+    """Whether metadata is that of a piece GeminiMediaNodeParser made."""
+    return all(meta.get(k) is not None for k in ("source", "file_hash", "modality", "piece"))
+
+
 def is_media_file(path: str) -> bool:
     mime = mime_from_suffix(path)
     return mime is not None and modality_of(mime) in MEDIA_MODALITIES
@@ -178,7 +183,7 @@ class Resolver:
     def media(self, node: BaseNode) -> list[Media]:
         """The media a node holds, or [] for a text node."""
         meta = node.metadata
-        if meta.get("modality") in MEDIA_MODALITIES and meta.get("source") and _is_file(node):
+        if is_piece(meta) and meta.get("modality") in MEDIA_MODALITIES and _is_file(node):
             return [self._piece(meta)]
         name = str(meta.get("source") or meta.get("file_path") or node.node_id)
         if isinstance(node, ImageNode):
@@ -195,8 +200,10 @@ class Resolver:
             if found:
                 return found
         file_path = meta.get("file_path")
-        if file_path and not own_text(node).strip() and is_media_file(str(file_path)):
-            return [Media.from_path(str(file_path))]
+        if file_path and is_media_file(str(file_path)):
+            text = own_text(node).strip()
+            if not text or text == label({"source": file_path, "modality": meta.get("modality")}):
+                return [Media.from_path(str(file_path))]  # a reader's media Document
         return []
 
     def _unchanged(self, source: str, meta: Mapping[str, Any]) -> None:

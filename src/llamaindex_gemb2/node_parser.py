@@ -41,6 +41,7 @@ from ._media import (
     PIECE_KEYS,
     Resolver,
     is_media_file,
+    is_piece,
     label,
     own_text,
     remember,
@@ -99,7 +100,7 @@ class GeminiMediaNodeParser(NodeParser):
 
     def _parse_one(self, doc: BaseNode, seen: set[str]) -> list[BaseNode]:
         meta = doc.metadata
-        if "piece" in meta and "source" in meta and not isinstance(doc, Document):
+        if is_piece(meta) and not isinstance(doc, Document):
             return [doc]  # already a piece that fits
         path = _file_of(doc)
         if path is not None:
@@ -143,7 +144,12 @@ class GeminiMediaNodeParser(NodeParser):
     def _text_items(self, text: str, doc: BaseNode) -> list[Item]:
         max_tokens = self._limits_for(doc).max_tokens
         source = str(doc.metadata.get("file_path") or doc.node_id)
-        base = {"source": source, "modality": "text", "mime_type": "text/plain"}
+        base = {
+            "source": source,
+            "file_hash": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+            "modality": "text",
+            "mime_type": "text/plain",
+        }
         if estimate_tokens(text) <= max_tokens:
             pieces = [(text, 0, len(text))]
         else:

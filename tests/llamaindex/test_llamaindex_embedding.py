@@ -35,7 +35,7 @@ from gemb2 import (
 )
 from gemb2.emulator import Emulator
 from gemb2.probe import av_info, pdf_page_count
-from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMultiModalEmbedding
+from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader, GeminiMultiModalEmbedding
 from llamaindex_gemb2._media import PIECES
 
 SECRET = "AIzaSy-LLAMA-SECRET-0042"
@@ -239,6 +239,17 @@ def test_call_embeds_what_each_node_holds(
     for node, vector in zip(nodes, direct, strict=True):
         assert node.embedding == pytest.approx(vector)
     assert len({tuple(round(x, 6) for x in n.embedding) for n in nodes}) == len(nodes)
+
+
+def test_reader_documents_embed_as_media_without_the_parser(
+    embed_model: GeminiMultiModalEmbedding, emulator: Emulator, media_dir: Path
+) -> None:
+    docs = GeminiMediaReader().load_data([media_dir / "red_circle.png", media_dir / "piano.wav"])
+    embed_model(docs)
+    assert [[part_kind(p) for p in c["parts"]] for c in sent_contents(emulator)] == [
+        ["image/png"],
+        ["audio/wav"],
+    ]
 
 
 async def test_acall_matches_call(
