@@ -94,7 +94,7 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
     def embed_query(self, input: Embeddable) -> Embeddings:
         # Chroma wraps __call__'s output into arrays itself, but not embed_query's
         vectors = self.embedder.embed(_items(input), role="query")
-        return cast(Embeddings, normalize_embeddings(vectors))
+        return cast(Embeddings, normalize_embeddings(cast(Any, vectors)))
 
     @staticmethod
     def name() -> str:

@@ -112,9 +112,10 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
         report = index_paths(
             args.paths, collection, embedder, progress=not args.quiet, on_skip=on_skip
         )
-    finally:
-        if embedder.usage.items or embedder.usage.cached:
-            print(f"so far: {embedder.usage.summary()}", file=sys.stderr)
+    except BaseException:
+        # what landed is stored: say how far it got, then let main() report the error
+        print(f"stored before the failure: {embedder.usage.summary()}", file=sys.stderr)
+        raise
     elapsed = time.monotonic() - t0
     usage = embedder.usage
     print(
@@ -124,19 +125,9 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
     )
     print(
         f"{usage.requests} API requests, {usage.retries} retries, {usage.cached} from cache; "
-        f"estimated cost ${usage.cost():.4f} ({_cost_by_modality(usage)})"
+        f"{usage.cost_line()}"
     )
     return 0
-
-
-def _cost_by_modality(usage: Any) -> str:
-    from .models import PRICE_PER_MILLION_TOKENS
-
-    parts = [
-        f"{m}: ${PRICE_PER_MILLION_TOKENS.get(m, 0) * t / 1e6:.4f}"
-        for m, t in sorted(usage.tokens.items())
-    ]
-    return ", ".join(parts) or "nothing sent"
 
 
 def _query_item(args: argparse.Namespace) -> Any:

@@ -108,7 +108,7 @@ class Embedder:
             if len(batches) <= 1 or self.settings.max_concurrency == 1:
                 for batch in batches:
                     self._land(batch, self._call(batch), results, on_batch)
-                    bar.update(len(batch))
+                    self._tick(bar, len(batch))
             else:
                 self._run_threaded(batches, results, on_batch, bar)
         finally:
@@ -133,7 +133,7 @@ class Embedder:
 
         async def run(batch: list[_Prepared]) -> None:
             self._land(batch, await self._acall(batch), results, on_batch)
-            bar.update(len(batch))
+            self._tick(bar, len(batch))
 
         tasks = [asyncio.ensure_future(run(b)) for b in batches]
         try:
@@ -279,9 +279,15 @@ class Embedder:
                         continue
                     # land finished work even after a failure: nothing paid for is lost
                     self._land(futures[fut], fut.result(), results, on_batch)
-                    bar.update(len(futures[fut]))
+                    self._tick(bar, len(futures[fut]))
         if failure is not None:
             raise failure
+
+    def _tick(self, bar: Any, n: int) -> None:
+        """Advance the progress bar and show the running cost by modality."""
+        bar.update(n)
+        if not bar.disable:
+            bar.set_postfix_str(self.usage.cost_line(), refresh=False)
 
     def _land(
         self,

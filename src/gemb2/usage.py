@@ -46,12 +46,22 @@ class Usage:
 
     def cost(self, *, batch_mode: bool = False) -> float:
         """Estimated USD at list prices."""
-        total = sum(PRICE_PER_MILLION_TOKENS.get(m, 0.0) * t / 1e6 for m, t in self.tokens.items())
-        return total * (BATCH_DISCOUNT if batch_mode else 1.0)
+        return sum(self.cost_by_modality(batch_mode=batch_mode).values())
+
+    def cost_by_modality(self, *, batch_mode: bool = False) -> dict[str, float]:
+        factor = BATCH_DISCOUNT if batch_mode else 1.0
+        return {
+            m: PRICE_PER_MILLION_TOKENS.get(m, 0.0) * t / 1e6 * factor
+            for m, t in sorted(self.tokens.items())
+        }
+
+    def cost_line(self) -> str:
+        parts = [f"{m} ${c:.4f}" for m, c in self.cost_by_modality().items()]
+        return f"est. ${self.cost():.4f}" + (f" ({', '.join(parts)})" if parts else "")
 
     def summary(self) -> str:
         mods = ", ".join(f"{m}: {n}" for m, n in sorted(self.modalities.items())) or "none"
         return (
             f"{self.items} items embedded ({mods}), {self.cached} from cache, "
-            f"{self.requests} requests, {self.retries} retries, est. ${self.cost():.4f}"
+            f"{self.requests} requests, {self.retries} retries, {self.cost_line()}"
         )

@@ -157,11 +157,16 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
                 api_key = settings.api_key
         super().__init__(**data)
         key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
+        # settings not mirrored as fields (e.g. batch_size) come from ``settings``
+        base = settings.model_dump(exclude={"api_key"}) if settings is not None else {}
         try:
             core = EmbedSettings(
-                model=self.model_name,
-                api_key=key,
-                **{k: getattr(self, k) for k in _MIRRORED},
+                **{
+                    **base,
+                    "model": self.model_name,
+                    "api_key": key,
+                    **{k: getattr(self, k) for k in _MIRRORED},
+                }
             )
         except ValidationError as exc:
             raise ConfigError(str(exc)) from exc

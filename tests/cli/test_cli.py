@@ -57,7 +57,7 @@ def test_index_reindex_change_and_search(
     assert f"indexed {len(files)} files" in out
     first_items = emulator.stats.items
     assert first_items >= len(files)
-    assert "estimated cost $" in out
+    assert "est. $" in out and "image $" in out
 
     emulator.reset_stats()
     code, out, err = index(capsys, emulator, db, str(corpus))

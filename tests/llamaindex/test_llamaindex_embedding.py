@@ -174,9 +174,14 @@ def test_round_trip_and_shared_settings(emulator: Emulator) -> None:
     )
     assert again.get_text_embedding("x y z") == pytest.approx(model.get_text_embedding("x y z"))
 
-    settings = EmbedSettings(base_url=emulator.base_url, dimensions=128, normalize=False)
+    settings = EmbedSettings(
+        base_url=emulator.base_url, dimensions=128, normalize=False, batch_size=2
+    )
     shared = GeminiMultiModalEmbedding(settings=settings)
     assert shared.dimensions == 128
+    emulator.reset_stats()
+    assert len(shared.get_text_embedding_batch(["a", "b", "c"])) == 3
+    assert emulator.stats.requests == 2  # the shared settings' batch size holds
     assert shared.normalize is False
     assert shared.embedder.settings.base_url == emulator.base_url
     assert len(shared.get_query_embedding("q")) == 128
