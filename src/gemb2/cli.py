@@ -85,11 +85,32 @@ def _stored_settings(client: Any, name: str) -> dict[str, Any]:
     return {k: meta[f"gemb2:{k}"] for k in ("model", "dimensions") if f"gemb2:{k}" in meta}
 
 
-def _collection(client: Any, name: str, session: _Session, **settings: Any) -> Any:
+def _collection(
+    client: Any,
+    name: str,
+    session: _Session,
+    metadata: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Any:
     from .chroma import GeminiEmbeddingFunction, open_collection
 
     ef = GeminiEmbeddingFunction(**session.settings(**settings))
-    return open_collection(client, name, ef), ef
+    return open_collection(client, name, ef, metadata=metadata), ef
+
+
+def _matryoshka(
+    args: argparse.Namespace, collection: Any, session: _Session, full_dims: int
+) -> Any:
+    """The collection's small vectors plus the full-size side store beside it."""
+    from .embedder import Embedder
+    from .matryoshka import FullVectorStore, MatryoshkaIndex
+
+    small = int((collection.metadata or {})["gemb2:dimensions"])
+    store = FullVectorStore(Path(args.db) / f"{args.collection}.full.sqlite", full_dims)
+    full = Embedder(**session.settings(model=args.model, dimensions=full_dims))
+    return MatryoshkaIndex(
+        collection, store, full, small_dims=small, oversample=getattr(args, "oversample", 4)
+    )
 
 
 def cmd_index(args: argparse.Namespace, session: _Session) -> int:
@@ -97,11 +118,24 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
     from .indexer import index_paths
 
     client = _client(args)
+    extra = {}
+    if args.rerank_dims:
+        extra["metadata"] = {"gemb2:full_dimensions": args.dimensions or 3072}
     collection, ef = _collection(
-        client, args.collection, session, model=args.model, dimensions=args.dimensions
+        client,
+        args.collection,
+        session,
+        model=args.model,
+        dimensions=args.rerank_dims or args.dimensions,
+        **extra,
     )
     embedder = ef.embedder
-    if args.db and not args.chroma_url:
+    target: Any = collection
+    if args.rerank_dims:
+        # embed once at full size: the collection gets the heads, the side store the rest
+        index = _matryoshka(args, collection, session, args.dimensions or 3072)
+        embedder, target = index.embedder, index.as_collection()
+    if args.db:
         embedder.cache = VectorCache(Path(args.db) / "vector-cache.sqlite")
     t0 = time.monotonic()
 
@@ -109,9 +143,7 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
         print(f"skipped {source}: {reason}", file=sys.stderr)
 
     try:
-        report = index_paths(
-            args.paths, collection, embedder, progress=not args.quiet, on_skip=on_skip
-        )
+        report = index_paths(args.paths, target, embedder, progress=not args.quiet, on_skip=on_skip)
     except BaseException:
         # what landed is stored: say how far it got, then let main() report the error
         print(f"stored before the failure: {embedder.usage.summary()}", file=sys.stderr)
@@ -153,26 +185,40 @@ def cmd_search(args: argparse.Namespace, session: _Session) -> int:
         model=args.model or stored.get("model"),
         dimensions=args.dimensions or stored.get("dimensions"),
     )
-    vector = ef.embedder.embed([_query_item(args)], role="query")[0]
-    res = collection.query(
-        query_embeddings=[vector], n_results=args.k, include=["metadatas", "distances", "documents"]
-    )
+    if args.rerank:
+        full_dims = (collection.metadata or {}).get("gemb2:full_dimensions")
+        if not full_dims:
+            raise InputError(
+                f"collection {args.collection!r} has no full-size side store; "
+                "index it with --rerank-dims to use --rerank"
+            )
+        index = _matryoshka(args, collection, session, int(full_dims))
+        hits = index.query(_query_item(args), k=args.k)
+        found = [(h.id, h.metadata, h.score, h.document) for h in hits]
+    else:
+        vector = ef.embedder.embed([_query_item(args)], role="query")[0]
+        res = collection.query(
+            query_embeddings=[vector],
+            n_results=args.k,
+            include=["metadatas", "distances", "documents"],
+        )
+        found = [
+            (rid, meta, 1.0 - float(dist), doc)
+            for rid, meta, dist, doc in zip(
+                res["ids"][0],
+                res["metadatas"][0],
+                res["distances"][0],
+                res["documents"][0],
+                strict=True,
+            )
+        ]
     rows = []
-    for rank, (rid, meta, dist, doc) in enumerate(
-        zip(
-            res["ids"][0],
-            res["metadatas"][0],
-            res["distances"][0],
-            res["documents"][0],
-            strict=True,
-        ),
-        start=1,
-    ):
+    for rank, (rid, meta, score, doc) in enumerate(found, start=1):
         meta = meta or {}
         row = {
             "rank": rank,
             "id": rid,
-            "score": round(1.0 - float(dist), 6),
+            "score": round(score, 6),
             "source": meta.get("source"),
             "modality": meta.get("modality"),
             "page_start": meta.get("page_start"),
@@ -278,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="embed a folder or files into ChromaDB")
     p.add_argument("paths", nargs="+", help="files or folders")
+    p.add_argument(
+        "--rerank-dims",
+        type=int,
+        help="store N-d heads for search and full vectors in a side store (see search --rerank)",
+    )
     common(p)
     p = sub.add_parser("search", help="search an indexed collection")
     p.add_argument("query", nargs="?", help="text query")
@@ -285,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{kind}", type=Path, help=f"search by a {kind} file")
     p.add_argument("-k", type=int, default=5, help="results to show")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--rerank", action="store_true", help="shortlist on small vectors, re-rank on full ones"
+    )
+    p.add_argument("--oversample", type=int, default=4, help="shortlist size is k x this")
     common(p)
     p = sub.add_parser("embed", help="print vectors as JSON lines")
     p.add_argument("inputs", nargs="+", help="texts or file paths")

@@ -147,16 +147,12 @@ class MatryoshkaIndex:
             if inputs is None:
                 raise ConfigError("give inputs to embed or vectors")
             vectors = self.embedder.embed(inputs, role="document")
-        full = np.asarray(vectors, dtype=np.float32)
-        self.store.upsert(ids, full)
         kwargs: dict[str, Any] = {}
         if metadatas is not None:
             kwargs["metadatas"] = list(metadatas)
         if documents is not None:
             kwargs["documents"] = list(documents)
-        self.collection.upsert(
-            ids=list(ids), embeddings=shrink(full, self.small_dims).tolist(), **kwargs
-        )
+        self.as_collection().upsert(ids, vectors, **kwargs)
 
     add = upsert
 
@@ -205,8 +201,38 @@ class MatryoshkaIndex:
         vector = (await self.embedder.aembed([query], role="query"))[0]
         return self.query_vector(vector, k, where=where)
 
+    def as_collection(self) -> MatryoshkaCollection:
+        return MatryoshkaCollection(self)
+
     def check(self) -> tuple[set[str], set[str]]:
         """Ids only in the small index, and ids only in the side store; both empty if consistent."""
         small = set(self.collection.get(include=[])["ids"])
         full = self.store.ids()
         return small - full, full - small
+
+
+class MatryoshkaCollection:
+    """Looks like the Chroma collection to a writer (``get``, ``upsert``, ``delete``) but
+    takes full vectors, storing them in the side store and their heads in the collection,
+    so the resumable indexer writes a Matryoshka index unchanged."""
+
+    def __init__(self, index: MatryoshkaIndex) -> None:
+        self.index = index
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self.index.collection.get(*args, **kwargs)
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[Sequence[float]],
+        **kwargs: Any,
+    ) -> None:
+        full = np.asarray(embeddings, dtype=np.float32)
+        self.index.store.upsert(ids, full)
+        self.index.collection.upsert(
+            ids=list(ids), embeddings=shrink(full, self.index.small_dims).tolist(), **kwargs
+        )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        self.index.delete(ids)

@@ -1056,6 +1056,11 @@ def segment_file(
         data = _read(path, name)
         if probe.looks_like_text(data):
             return _segment_text(data, name, limits)
+        raise UnsupportedMediaError(
+            "named like a text file but is not UTF-8 text (re-save it as UTF-8)",
+            source=name,
+            limit=f"supported: {_supported_list()}",
+        )
     modality = probe.modality_of(mime) if mime else None
     if mime is None or modality is None:
         detected = mime or ("text/plain" if probe.looks_like_text(head) else "unknown binary data")

@@ -5,5 +5,11 @@ pipelines record.
 """
 
 from .embedders import GeminiDocumentEmbedder, GeminiMediaQueryEmbedder, GeminiTextEmbedder
+from .retriever import GeminiMatryoshkaRetriever
 
-__all__ = ["GeminiDocumentEmbedder", "GeminiMediaQueryEmbedder", "GeminiTextEmbedder"]
+__all__ = [
+    "GeminiDocumentEmbedder",
+    "GeminiMatryoshkaRetriever",
+    "GeminiMediaQueryEmbedder",
+    "GeminiTextEmbedder",
+]

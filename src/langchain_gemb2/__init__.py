@@ -2,6 +2,12 @@
 
 from .embeddings import GeminiEmbeddings
 from .loaders import MixedMediaLoader
+from .retrievers import GeminiMatryoshkaRetriever
 from .vectorstores import add_media_documents
 
-__all__ = ["GeminiEmbeddings", "MixedMediaLoader", "add_media_documents"]
+__all__ = [
+    "GeminiEmbeddings",
+    "GeminiMatryoshkaRetriever",
+    "MixedMediaLoader",
+    "add_media_documents",
+]

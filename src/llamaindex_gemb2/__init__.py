@@ -4,5 +4,11 @@ model, a node parser that fits media to the model's limits, and a media reader."
 from .embedding import GeminiMultiModalEmbedding
 from .node_parser import GeminiMediaNodeParser
 from .reader import GeminiMediaReader
+from .retriever import GeminiMatryoshkaRetriever
 
-__all__ = ["GeminiMediaNodeParser", "GeminiMediaReader", "GeminiMultiModalEmbedding"]
+__all__ = [
+    "GeminiMatryoshkaRetriever",
+    "GeminiMediaNodeParser",
+    "GeminiMediaReader",
+    "GeminiMultiModalEmbedding",
+]

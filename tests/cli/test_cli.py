@@ -217,3 +217,40 @@ def test_no_key_starts_emulator_and_says_so(corpus: Path, tmp_path: Path) -> Non
     assert found.returncode == 0, found.stderr
     assert "stand-in" in found.stdout
     assert found.stdout.splitlines()[1].split()[2] == "video"
+
+
+def test_rerank_index_and_search(
+    capsys: pytest.CaptureFixture[str], emulator: Emulator, corpus: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "db"
+    code, _, err = index(capsys, emulator, db, str(corpus), extra=("--rerank-dims", "256"))
+    assert code == 0, err
+    import chromadb
+
+    from gemb2.matryoshka import FullVectorStore
+
+    col = chromadb.PersistentClient(path=str(db)).get_collection("gemb2")
+    assert col.metadata["gemb2:dimensions"] == 256
+    assert col.metadata["gemb2:full_dimensions"] == 3072
+    assert len(col.get(limit=1, include=["embeddings"])["embeddings"][0]) == 256
+    store = FullVectorStore(db / "gemb2.full.sqlite", 3072)
+    assert store.ids() == set(col.get(include=[])["ids"])
+
+    reranked = search_json(capsys, emulator, db, "a red circle", "--rerank")
+    plain = search_json(capsys, emulator, db, "a red circle")
+    assert reranked["results"][0]["source"].endswith("red_circle.png")
+    # re-ranked scores are full-size cosines, not the 256-d shortlist's
+    assert reranked["results"][0]["score"] != pytest.approx(plain["results"][0]["score"], abs=1e-4)
+    code, _, err = run(
+        capsys,
+        "search",
+        "x",
+        "--rerank",
+        "--collection",
+        "other",
+        "--db",
+        str(db),
+        "--base-url",
+        emulator.base_url,
+    )
+    assert code == 2 and "not found" in err

@@ -369,6 +369,14 @@ def test_unsupported_types_name_the_detected_type(tmp_path: Path) -> None:
         split_media(gif, max_seconds=10)
 
 
+def test_text_that_is_not_utf8_is_refused_with_a_hint(tmp_path: Path) -> None:
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\u00e9 cr\u00e8me".encode("latin-1"))
+    with pytest.raises(UnsupportedMediaError, match="UTF-8") as err:
+        segment_file(latin, Limits())
+    assert err.value.source == str(latin)
+
+
 def test_empty_files_are_refused(tmp_path: Path) -> None:
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
