@@ -12,6 +12,9 @@ from gemb2.emulator import Emulator, EmulatorConfig
 
 for _var in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
     os.environ.pop(_var, None)
+# offline: no telemetry threads trying the network
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 
 @pytest.fixture(scope="session")

@@ -68,12 +68,19 @@ def _client(args: argparse.Namespace) -> Any:
                 host=url.hostname or "127.0.0.1",
                 port=url.port or 8000,
                 ssl=url.scheme == "https",
+                settings=_chroma_settings(),
             )
         except Exception as exc:
             raise ConfigError(
                 f"cannot reach the Chroma server at {args.chroma_url}: {exc}"
             ) from exc
-    return chromadb.PersistentClient(path=str(args.db))
+    return chromadb.PersistentClient(path=str(args.db), settings=_chroma_settings())
+
+
+def _chroma_settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False)
 
 
 def _stored_settings(client: Any, name: str) -> dict[str, Any]:

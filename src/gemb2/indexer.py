@@ -17,7 +17,7 @@ from typing import Any
 
 from .embedder import Embedder
 from .errors import InputError
-from .loading import file_hash, load_file, walk
+from .loading import file_hash, label, load_file, walk
 from .media import Item
 from .usage import Usage
 
@@ -61,15 +61,7 @@ def plan_file(path: Path, embedder: Embedder, digest: str) -> FilePlan:
 
 def describe(item: Item) -> str:
     """Chroma stores a document string per record: the text, or a label for media."""
-    if item.is_text_only:
-        return item.text
-    meta = item.metadata
-    label = f"[{meta.get('modality')}] {meta.get('source')}"
-    if "page_start" in meta:
-        label += f" pages {meta['page_start']}-{meta['page_end']}"
-    if "start_seconds" in meta:
-        label += f" {meta['start_seconds']:.1f}-{meta['end_seconds']:.1f} s"
-    return label
+    return item.text if item.is_text_only else label(item.metadata)
 
 
 def index_paths(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +101,15 @@ def piece_name(path: Path, meta: dict[str, Any]) -> str:
     if "char_start" in meta:
         return f"{path} (chars {meta['char_start']}-{meta['char_end']})"
     return f"{path} (piece {meta.get('piece')})"
+
+
+def label(meta: Mapping[str, Any]) -> str:
+    """The text stored with a media piece (vector stores and LLMs see it, the embedding
+    does not): its modality, file and range, e.g. ``[pdf] report.pdf pages 7-12``."""
+    name = Path(str(meta.get("source", "media"))).name
+    text = f"[{meta.get('modality', 'media')}] {name}"
+    if "page_start" in meta:
+        text += f" pages {meta['page_start']}-{meta['page_end']}"
+    if "start_seconds" in meta:
+        text += f" {float(meta['start_seconds']):.1f}-{float(meta['end_seconds']):.1f} s"
+    return text

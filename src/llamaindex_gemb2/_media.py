@@ -27,7 +27,7 @@ from llama_index.core.schema import (
 )
 
 from gemb2 import InputError, Item, Limits, Media, MediaReadError
-from gemb2.loading import file_hash, load_file
+from gemb2.loading import file_hash, label, load_file
 from gemb2.media import mime_from_suffix
 from gemb2.probe import modality_of
 
@@ -49,18 +49,6 @@ PIECE_KEYS = (
 )
 LLM_HIDDEN_KEYS = ("file_hash", "mime_type", "piece", "pieces", "char_start", "char_end")
 _RANGES = (("page_start", "page_end"), ("start_seconds", "end_seconds"))
-
-
-def label(meta: Mapping[str, Any]) -> str:
-    """The text a media node carries: its modality, file and range, e.g.
-    ``[pdf] report.pdf pages 7-12``. Never empty, so VectorStoreIndex keeps the node."""
-    name = Path(str(meta.get("source", "media"))).name
-    text = f"[{meta.get('modality', 'media')}] {name}"
-    if "page_start" in meta:
-        text += f" pages {meta['page_start']}-{meta['page_end']}"
-    if "start_seconds" in meta:
-        text += f" {float(meta['start_seconds']):.1f}-{float(meta['end_seconds']):.1f} s"
-    return text
 
 
 def piece_key(meta: Mapping[str, Any]) -> tuple[Any, ...] | None:

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from llama_index.core.base.embeddings.base import Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, ValidationError
@@ -33,6 +33,7 @@ from gemb2 import (
     EmbedSettings,
     Limits,
     Media,
+    Task,
     Usage,
     VectorCache,
 )
@@ -42,16 +43,6 @@ from ._media import Resolver, label
 
 dispatcher = get_dispatcher(__name__)
 
-TaskName = Literal[
-    "retrieval",
-    "question_answering",
-    "fact_checking",
-    "code_retrieval",
-    "classification",
-    "clustering",
-    "semantic_similarity",
-    "raw",
-]
 _URL_PREFIXES = ("http://", "https://", "gs://", "files/")
 # Settings fields mirrored one to one as fields of the LlamaIndex model.
 _MIRRORED = (
@@ -100,7 +91,7 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
     dimensions: int | None = Field(
         default=None, description="Output dimension, 128..3072 (model default 3072)."
     )
-    task: TaskName = Field(default="retrieval", description="Task the vectors are for.")
+    task: Task = Field(default="retrieval", description="Task the vectors are for.")
     normalize: bool = Field(default=True, description="L2-normalise every vector.")
     max_concurrency: int = Field(default=4, ge=1, description="Batch calls in flight.")
     requests_per_minute: float | None = Field(default=None, gt=0)

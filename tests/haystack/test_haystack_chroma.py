@@ -10,20 +10,21 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
+from haystack import Document, Pipeline
 from haystack.components.writers import DocumentWriter
 from haystack.document_stores.types import DuplicatePolicy
-from haystack_integrations.components.retrievers.chroma import ChromaEmbeddingRetriever
-from haystack_integrations.document_stores.chroma import ChromaDocumentStore
-
-from gemb2.emulator import Emulator
-from haystack import Document, Pipeline
 from haystack_integrations.components.embedders.gemb2 import (
     GeminiDocumentEmbedder,
     GeminiMediaQueryEmbedder,
     GeminiTextEmbedder,
 )
+from haystack_integrations.components.retrievers.chroma import ChromaEmbeddingRetriever
+from haystack_integrations.document_stores.chroma import ChromaDocumentStore
+
+from gemb2.emulator import Emulator
 
 DIM = 768
 SECRET = "AIzaSy-HAYSTACK-PIPELINE-SECRET-42"
@@ -134,9 +135,10 @@ def test_persistent_store_text_query_ranks_media_first(
 
 
 async def test_async_pipelines_on_a_chroma_server(
-    emulator: Emulator, media_dir: Path, chroma_server: tuple[str, int]
+    emulator: Emulator, media_dir: Path, chroma_server: str
 ) -> None:
-    host, port = chroma_server
+    url = urlparse(chroma_server)
+    host, port = url.hostname, url.port
     store = ChromaDocumentStore(
         collection_name="mixed_async", host=host, port=port, distance_function="cosine"
     )

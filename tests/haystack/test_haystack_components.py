@@ -8,8 +8,14 @@ import math
 from pathlib import Path
 
 import pytest
+from haystack import Document, Pipeline
 from haystack.dataclasses import ByteStream, ImageContent
 from haystack.utils import Secret
+from haystack_integrations.components.embedders.gemb2 import (
+    GeminiDocumentEmbedder,
+    GeminiMediaQueryEmbedder,
+    GeminiTextEmbedder,
+)
 
 from gemb2 import (
     ConfigError,
@@ -21,13 +27,7 @@ from gemb2 import (
     samples,
 )
 from gemb2.emulator import Emulator
-from haystack import Document, Pipeline
 from haystack_gemb2 import GeminiDocumentEmbedder as DirectImport
-from haystack_integrations.components.embedders.gemb2 import (
-    GeminiDocumentEmbedder,
-    GeminiMediaQueryEmbedder,
-    GeminiTextEmbedder,
-)
 
 SECRET = "AIzaSy-HAYSTACK-SECRET-0123456789"
 DIM = 256
