@@ -43,6 +43,9 @@ class EmbedSettings(BaseModel):
     location: str | None = None
     base_url: str | None = None
     api_version: str | None = None
+    credentials: Any = Field(
+        None, exclude=True, repr=False, description="google.auth credentials for Vertex AI"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EmbedSettings:
@@ -78,6 +81,7 @@ class EmbedSettings(BaseModel):
         data = self.model_dump()
         data.update(changes)
         data["api_key"] = changes.get("api_key", self.api_key)
+        data["credentials"] = changes.get("credentials", self.credentials)
         try:
             return EmbedSettings(**data)
         except ValueError as exc:

@@ -68,7 +68,11 @@ class Transport:
             if not (s.project and s.location):
                 raise ConfigError("Vertex AI needs project and location (or GOOGLE_CLOUD_PROJECT)")
             return genai.Client(
-                vertexai=True, project=s.project, location=s.location, http_options=http
+                vertexai=True,
+                project=s.project,
+                location=s.location,
+                credentials=s.credentials,
+                http_options=http,
             )
         key, _ = s.resolve_api_key()
         if key is None and is_loopback(s.base_url):

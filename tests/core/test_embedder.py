@@ -247,3 +247,22 @@ async def test_async_path(emulator: Emulator) -> None:
     out = await emb.aembed(texts)
     assert len(out) == 35 and emulator.stats.requests == 4
     assert out == make(emulator, dimensions=128).embed(texts)
+
+
+def test_vertex_ai_path(emulator: Emulator) -> None:
+    from google.oauth2.credentials import Credentials
+
+    emb = Embedder(
+        vertexai=True,
+        project="proj",
+        location="us-central1",
+        credentials=Credentials(token="t"),
+        base_url=emulator.base_url,
+        dimensions=768,
+    )
+    out = emb.embed(["one", "two", "three"])
+    assert len(out) == 3 and all(len(v) == 768 for v in out)
+    body = emulator.stats.last_bodies[-1]
+    assert len(body["requests"]) == 3 and "embedContentConfig" in body["requests"][0]
+    assert out == make(emulator, dimensions=768).embed(["one", "two", "three"])
+    assert "Credentials" not in repr(emb) and "credentials" not in emb.settings.model_dump()
