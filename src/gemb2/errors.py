@@ -42,6 +42,10 @@ class InputError(Gemb2Error, ValueError):
             text += f" (limit: {limit})"
         super().__init__(text)
 
+    def at(self, item: int, source: str | None = None) -> InputError:
+        """The same error, re-addressed to item ``item`` of the caller's input list."""
+        return type(self)(self.reason, item=item, source=source or self.source, limit=self.limit)
+
 
 class LimitExceededError(InputError):
     """The item is over one of the model's per-item limits; split it or shrink it."""

@@ -360,6 +360,5 @@ def as_items(values: Iterable[ItemLike]) -> list[Item]:
         try:
             items.append(Item.of(value))
         except InputError as exc:
-            exc.item = i
-            raise type(exc)(exc.reason, item=i, source=exc.source, limit=exc.limit) from exc
+            raise exc.at(i) from exc
     return items

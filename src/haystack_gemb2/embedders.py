@@ -544,7 +544,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
                     self.embedder.prepare([item], role="document")  # the core's limit checks
             except InputError as exc:
                 if self.raise_on_failure:
-                    raise type(exc)(exc.reason, item=i, source=exc.source, limit=exc.limit) from exc
+                    raise exc.at(i) from exc
                 log.warning("skipping document %s: %s", doc.id, exc)
                 failed.append({"id": doc.id, "error": str(exc)})
                 continue
@@ -593,7 +593,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
                 source = f"document {documents[i].id}"
                 if exc.source and source not in exc.source:
                     source += f" ({exc.source})"
-                raise type(exc)(exc.reason, item=i, source=source, limit=exc.limit) from exc
+                raise exc.at(i, source) from exc
             raise exc
         missing = [documents[i].id for i in indices if i not in vectors]
         log.error("embedding failed for %d documents: %s", len(missing), exc)

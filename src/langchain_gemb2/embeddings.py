@@ -274,7 +274,7 @@ def _uri_items(uris: Sequence[UriLike]) -> list[Item]:
         try:
             items.append(Item.from_uri(uri))
         except InputError as exc:
-            raise type(exc)(exc.reason, item=i, source=exc.source, limit=exc.limit) from exc
+            raise exc.at(i) from exc
     return items
 
 
@@ -284,7 +284,7 @@ def _load_pieces(source: str, limits: Limits, use_video_audio: bool, index: int)
     try:
         return load_file(source, limits, use_video_audio=use_video_audio)
     except InputError as exc:
-        raise type(exc)(exc.reason, item=index, source=exc.source, limit=exc.limit) from exc
+        raise exc.at(index) from exc
     except OSError as exc:  # load_file hashes the file before the core's readers see it
         reason = f"cannot read file: {exc.strerror or exc}"
         raise MediaReadError(reason, item=index, source=source) from exc
