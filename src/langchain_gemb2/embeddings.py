@@ -26,14 +26,13 @@ from pydantic import (
 )
 
 from gemb2 import Embedder, EmbedSettings, Item, Usage, VectorCache
-from gemb2.errors import InputError, MediaReadError
+from gemb2.errors import InputError
 from gemb2.media import ItemLike
 from gemb2.models import Limits
 from gemb2.tasks import Task
 
 API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 # metadata keys that tell one piece of a split file from another
-_PIECE_KEYS = ("page_start", "page_end", "start_seconds", "end_seconds", "char_start", "char_end")
 
 UriLike = str | os.PathLike[str]
 _UNSET = object()
@@ -230,18 +229,20 @@ class GeminiEmbeddings(BaseModel, Embeddings):
         return await self._embedder.aembed(self._document_items(documents), role="document")
 
     def _document_items(self, documents: Sequence[Document]) -> list[Item]:
+        from gemb2.pieces import load_piece  # pulls in the PDF/AV splitters only when needed
+
         s = self._embedder.settings
-        pieces: dict[str, list[Item]] = {}
         items = []
         for i, doc in enumerate(documents):
             meta = doc.metadata or {}
             if meta.get("modality", "text") == "text" or "source" not in meta:
                 items.append(Item(parts=(doc.page_content,), metadata=dict(meta)))
                 continue
-            source = str(meta["source"])
-            if source not in pieces:
-                pieces[source] = _load_pieces(source, s.resolved_limits, s.use_video_audio, i)
-            items.append(_find_piece(pieces[source], meta, i))
+            try:
+                piece = load_piece(meta, s.resolved_limits, use_video_audio=s.use_video_audio)
+            except InputError as exc:
+                raise exc.at(i) from exc
+            items.append(piece)
         return items
 
 
@@ -276,35 +277,3 @@ def _uri_items(uris: Sequence[UriLike]) -> list[Item]:
         except InputError as exc:
             raise exc.at(i) from exc
     return items
-
-
-def _load_pieces(source: str, limits: Limits, use_video_audio: bool, index: int) -> list[Item]:
-    from gemb2.loading import load_file  # pulls in the PDF/AV splitters only when needed
-
-    try:
-        return load_file(source, limits, use_video_audio=use_video_audio)
-    except InputError as exc:
-        raise exc.at(index) from exc
-    except OSError as exc:  # load_file hashes the file before the core's readers see it
-        reason = f"cannot read file: {exc.strerror or exc}"
-        raise MediaReadError(reason, item=index, source=source) from exc
-
-
-def _find_piece(pieces: list[Item], meta: dict[str, Any], index: int) -> Item:
-    """The piece a Document describes; refuse if the file changed since it was loaded."""
-    source = str(meta["source"])
-    if pieces and "file_hash" in meta and pieces[0].metadata.get("file_hash") != meta["file_hash"]:
-        raise InputError(
-            "the file changed since it was loaded; load it again", item=index, source=source
-        )
-    if "piece" not in meta and len(pieces) == 1:
-        return pieces[0]
-    want = {k: meta[k] for k in ("piece", *_PIECE_KEYS) if k in meta}
-    for piece in pieces:
-        if all(piece.metadata.get(k) == v for k, v in want.items()):
-            return piece
-    raise InputError(
-        "no piece of this file matches the Document's metadata (split with other limits?)",
-        item=index,
-        source=source,
-    )

@@ -33,18 +33,17 @@ from llama_index.core.utils import get_tqdm_iterable
 
 from gemb2 import DEFAULT_MODEL, Item, Limits, Media, get_model
 from gemb2.loading import load_file
+from gemb2.pieces import PIECE_KEYS, remember
 from gemb2.segment import split_text
 from gemb2.tokens import estimate_tokens
 
 from ._media import (
     LLM_HIDDEN_KEYS,
-    PIECE_KEYS,
     Resolver,
     is_media_file,
     is_piece,
     label,
     own_text,
-    remember,
 )
 
 # Room for the task prefix the core adds to document text ("title: none | text: ").

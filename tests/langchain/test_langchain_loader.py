@@ -128,13 +128,16 @@ async def test_async_media_documents_match_sync(folder: Path, emb: GeminiEmbeddi
 def test_changed_or_missing_file_is_refused(folder: Path, emb: GeminiEmbeddings) -> None:
     docs = MixedMediaLoader(folder / "docs", embeddings=emb).load()
     samples.make_pdf(folder / "docs" / "eight.pdf", ["rewritten"] * 8)
-    with pytest.raises(InputError, match="changed since it was loaded") as info:
+    with pytest.raises(InputError, match="changed since it was split") as info:
         emb.embed_media_documents(docs)
     assert info.value.item == 0
     (folder / "docs" / "eight.pdf").unlink()
-    with pytest.raises(MediaReadError, match="item 0.*eight.pdf.*No such file"):
+    with pytest.raises(MediaReadError, match="item 0.*eight.pdf.*no such file"):
         emb.embed_media_documents(docs)
-    # pieces cut for other limits do not silently map onto these
+    # pieces cut again for other limits do not silently map onto these
+    from gemb2.pieces import PIECES
+
+    PIECES.clear()  # as in a new process: nothing remembered, the file is cut again
     wide = GeminiEmbeddings(dimensions=DIMS, limits=Limits(max_audio_seconds=80.0))
     audio = [d for d in docs if d.metadata["modality"] == "audio"]
     with pytest.raises(InputError, match="no piece"):

@@ -11,8 +11,8 @@ from li_helpers import BOOK_PAGES, DIMS, NOTES, VIDEO_DESCRIPTION
 
 from gemb2 import samples
 from gemb2.emulator import Emulator
+from gemb2.pieces import PIECES
 from llamaindex_gemb2 import GeminiMultiModalEmbedding
-from llamaindex_gemb2._media import PIECES
 
 
 @pytest.fixture(scope="session")

@@ -34,9 +34,9 @@ from gemb2 import (
     samples,
 )
 from gemb2.emulator import Emulator
+from gemb2.pieces import PIECES
 from gemb2.probe import av_info, pdf_page_count
 from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader, GeminiMultiModalEmbedding
-from llamaindex_gemb2._media import PIECES
 
 SECRET = "AIzaSy-LLAMA-SECRET-0042"
 
@@ -328,7 +328,7 @@ def test_a_file_changed_after_parsing_is_refused(
     png = samples.make_png(tmp_path / "pic.png", "a red circle", color=(255, 0, 0))
     nodes = GeminiMediaNodeParser()([Document(text="pic", metadata={"file_path": str(png)})])
     samples.make_png(png, "a green triangle", color=(0, 200, 0), shape="triangle")
-    with pytest.raises(InputError, match="changed since it was parsed"):
+    with pytest.raises(InputError, match="changed since it was split"):
         embed_model(nodes)
     assert emulator.stats.requests == 0
 

@@ -21,10 +21,10 @@ from llama_index.core.schema import (
 )
 
 from gemb2 import Limits, UnsupportedMediaError, samples
+from gemb2.pieces import PIECES
 from gemb2.probe import av_info
 from gemb2.tokens import estimate_tokens
 from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader
-from llamaindex_gemb2._media import PIECES
 
 LONG_TEXT = "\n\n".join(
     f"Paragraph {i}. " + " ".join(f"word{i}_{j}" for j in range(300)) for i in range(40)
@@ -86,9 +86,9 @@ def test_three_minute_video_becomes_overlapping_segments(corpus: Path) -> None:
     _chain(nodes, doc.doc_id)
     # the pieces really are under the limit
     durations = [
-        av_info(m.data).duration
+        av_info(m.media[0].data).duration
         for m in (PIECES.get((n.metadata["file_hash"], "start_seconds", *_span(n))) for n in nodes)
-        if m is not None and m.data is not None
+        if m is not None and m.media[0].data is not None
     ]
     assert len(durations) == 2 and all(d < 120 for d in durations)
 
