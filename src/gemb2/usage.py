@@ -48,6 +48,41 @@ class Usage:
         """Estimated USD at list prices."""
         return sum(self.cost_by_modality(batch_mode=batch_mode).values())
 
+    def snapshot(self) -> Usage:
+        """A copy of the counters now, to measure one run with ``since``."""
+        with self._lock:
+            return Usage(
+                requests=self.requests,
+                items=self.items,
+                retries=self.retries,
+                cached=self.cached,
+                modalities=Counter(self.modalities),
+                tokens=Counter(self.tokens),
+            )
+
+    def since(self, before: Usage) -> Usage:
+        """What was used between ``before`` (a snapshot) and now."""
+        now = self.snapshot()
+        return Usage(
+            requests=now.requests - before.requests,
+            items=now.items - before.items,
+            retries=now.retries - before.retries,
+            cached=now.cached - before.cached,
+            modalities=now.modalities - before.modalities,
+            tokens=now.tokens - before.tokens,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "requests": self.requests,
+            "items": self.items,
+            "retries": self.retries,
+            "cached": self.cached,
+            "modalities": dict(self.modalities),
+            "tokens": dict(self.tokens),
+            "estimated_cost_usd": self.cost(),
+        }
+
     def cost_by_modality(self, *, batch_mode: bool = False) -> dict[str, float]:
         factor = BATCH_DISCOUNT if batch_mode else 1.0
         return {

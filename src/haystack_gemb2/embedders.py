@@ -7,7 +7,6 @@ pipeline saved with ``Pipeline.dumps`` loads with Haystack's default deserialisa
 """
 
 import logging
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -143,46 +142,16 @@ class _GeminiBase:
     def _get_telemetry_data(self) -> dict[str, Any]:
         return {"model": self.model}
 
-    def _meta(
-        self, before: "_Snapshot", failed: list[dict[str, str]] | None = None
-    ) -> dict[str, Any]:
+    def _meta(self, before: Usage, failed: list[dict[str, str]] | None = None) -> dict[str, Any]:
         embedder = self.embedder
         meta: dict[str, Any] = {
             "model": embedder.model,
             "dimensions": embedder.dimensions,
-            "usage": before.delta(embedder.usage),
+            "usage": embedder.usage.since(before).as_dict(),
         }
         if failed is not None:
             meta["failed"] = failed
         return meta
-
-
-class _Snapshot:
-    """Usage counters at the start of a run, so a run reports its own usage."""
-
-    def __init__(self, usage: Usage) -> None:
-        self.requests, self.items = usage.requests, usage.items
-        self.retries, self.cached = usage.retries, usage.cached
-        self.modalities, self.tokens = Counter(usage.modalities), Counter(usage.tokens)
-
-    def delta(self, usage: Usage) -> dict[str, Any]:
-        run = Usage(
-            requests=usage.requests - self.requests,
-            items=usage.items - self.items,
-            retries=usage.retries - self.retries,
-            cached=usage.cached - self.cached,
-            modalities=Counter(usage.modalities) - self.modalities,
-            tokens=Counter(usage.tokens) - self.tokens,
-        )
-        return {
-            "requests": run.requests,
-            "items": run.items,
-            "retries": run.retries,
-            "cached": run.cached,
-            "modalities": dict(run.modalities),
-            "tokens": dict(run.tokens),
-            "estimated_cost_usd": run.cost(),
-        }
 
 
 _COMMON_DOC = """
@@ -287,7 +256,7 @@ class GeminiTextEmbedder(_GeminiBase):
         :returns: `embedding` (list of floats) and `meta` (model, dimensions, usage of this run).
         """
         item = self._item(text)
-        before = _Snapshot(self.embedder.usage)
+        before = self.embedder.usage.snapshot()
         vector = self.embedder.embed([item], role="query")[0]
         return {"embedding": vector, "meta": self._meta(before)}
 
@@ -295,7 +264,7 @@ class GeminiTextEmbedder(_GeminiBase):
     async def run_async(self, text: str) -> dict[str, Any]:
         """Embed one query on the SDK's async client; same inputs and outputs as `run`."""
         item = self._item(text)
-        before = _Snapshot(self.embedder.usage)
+        before = self.embedder.usage.snapshot()
         vector = (await self.embedder.aembed([item], role="query"))[0]
         return {"embedding": vector, "meta": self._meta(before)}
 
@@ -378,7 +347,7 @@ class GeminiMediaQueryEmbedder(_GeminiBase):
         :returns: `embedding` (list of floats) and `meta` (model, dimensions, usage of this run).
         """
         item = self._item(source, text)
-        before = _Snapshot(self.embedder.usage)
+        before = self.embedder.usage.snapshot()
         vector = self.embedder.embed([item], role="query")[0]
         return {"embedding": vector, "meta": self._meta(before)}
 
@@ -390,7 +359,7 @@ class GeminiMediaQueryEmbedder(_GeminiBase):
     ) -> dict[str, Any]:
         """Async twin of `run`, on the SDK's async client."""
         item = self._item(source, text)
-        before = _Snapshot(self.embedder.usage)
+        before = self.embedder.usage.snapshot()
         vector = (await self.embedder.aembed([item], role="query"))[0]
         return {"embedding": vector, "meta": self._meta(before)}
 
@@ -558,7 +527,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
         indices: list[int],
         vectors: dict[int, list[float]],
         failed: list[dict[str, str]],
-        before: _Snapshot,
+        before: Usage,
     ) -> dict[str, Any]:
         out = []
         for i, doc in enumerate(documents):
@@ -608,7 +577,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
             usage of this run (and `failed` when `raise_on_failure=False`).
         """
         indices, items, failed = self._items(documents)
-        before = _Snapshot(self.embedder.usage)
+        before = self.embedder.usage.snapshot()
         vectors: dict[int, list[float]] = {}
         try:
             self.embedder.embed(
@@ -625,7 +594,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
     async def run_async(self, documents: list[Document]) -> dict[str, Any]:
         """Async twin of `run`, on the SDK's async client."""
         indices, items, failed = self._items(documents)
-        before = _Snapshot(self.embedder.usage)
+        before = self.embedder.usage.snapshot()
         vectors: dict[int, list[float]] = {}
         try:
             await self.embedder.aembed(
