@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, batch_cli
 from .errors import ConfigError, Gemb2Error, InputError
 from .settings import API_KEY_ENV_VARS
 
@@ -38,9 +38,14 @@ class _Session:
             self.base_url = self.emulator.base_url
             print(STAND_IN_NOTICE, file=sys.stderr)
         self.vertex = vertex
+        # request timeout and retry budget apply to every embedder this command builds
+        self.transport = {
+            "timeout": getattr(args, "timeout", None),
+            "max_retries": getattr(args, "max_retries", None),
+        }
 
     def settings(self, **kw: Any) -> dict[str, Any]:
-        out = {k: v for k, v in kw.items() if v is not None}
+        out = {k: v for k, v in {**self.transport, **kw}.items() if v is not None}
         if self.base_url:
             out["base_url"] = self.base_url
         if self.vertex:
@@ -124,6 +129,8 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
     from .cache import VectorCache
     from .indexer import index_paths
 
+    if args.batch_mode:
+        return batch_cli.submit_index(args, session)
     client = _client(args)
     extra = {}
     if args.rerank_dims:
@@ -153,7 +160,11 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
         report = index_paths(args.paths, target, embedder, progress=not args.quiet, on_skip=on_skip)
     except BaseException:
         # what landed is stored: say how far it got, then let main() report the error
-        print(f"stored before the failure: {embedder.usage.summary()}", file=sys.stderr)
+        print(
+            f"stored before the failure: {embedder.usage.summary()}; run the same command "
+            "again to resume (stored items are not embedded again)",
+            file=sys.stderr,
+        )
         raise
     elapsed = time.monotonic() - t0
     usage = embedder.usage
@@ -324,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dimensions", type=int, help="128..3072 (default 3072)")
         p.add_argument("--base-url", help="API endpoint (a proxy or `gemb2 emulator`)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--timeout", type=float, help="seconds per API request (default 60)")
+        p.add_argument(
+            "--max-retries",
+            type=int,
+            help="retries of a failed API call (429, 5xx, dropped or timed out; default 6)",
+        )
         if chroma:
             p.add_argument("--db", type=Path, default=Path("gemb2-db"), help="Chroma directory")
             p.add_argument("--chroma-url", help="a Chroma server, e.g. http://127.0.0.1:8000")
@@ -337,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="store N-d heads for search and full vectors in a side store (see search --rerank)",
     )
     common(p)
+    batch_cli.add_arguments_index(p)
     p = sub.add_parser("search", help="search an indexed collection")
     p.add_argument("query", nargs="?", help="text query")
     for kind in ("image", "audio", "video", "pdf"):
@@ -356,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-collection", required=True)
     p.add_argument("--to-collection", required=True)
     common(p)
+    batch_cli.add_jobs_parser(sub)
     p = sub.add_parser("emulator", help="run the offline Gemini API stand-in")
     from .emulator.cli import add_arguments
 
@@ -378,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "search": cmd_search,
             "embed": cmd_embed,
             "migrate": cmd_migrate,
+            "jobs": batch_cli.cmd_jobs,
         }[args.command]
         return handler(args, session)
     except (Gemb2Error, ValueError) as exc:

@@ -60,6 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.dimensions_default,
         help="dimension when a request names none",
     )
+    parser.add_argument(
+        "--batch-delay", type=float, default=d.batch_delay, help="seconds a batch job takes"
+    )
+    parser.add_argument(
+        "--batch-fail-every", type=int, default=None, help="every Nth batch item fails"
+    )
+    parser.add_argument(
+        "--batch-fail-indices", default="", help="comma-separated batch positions that fail"
+    )
+    parser.add_argument(
+        "--batch-rejects-media",
+        action="store_true",
+        help="batch jobs refuse items that hold media (as a text-only Batch Mode would)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -77,6 +91,10 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             "seed": getattr(args, "seed", d.seed),
             "max_batch": getattr(args, "max_batch", d.max_batch),
             "dimensions_default": getattr(args, "dimensions_default", d.dimensions_default),
+            "batch_delay": getattr(args, "batch_delay", d.batch_delay),
+            "batch_fail_every": getattr(args, "batch_fail_every", None),
+            "batch_fail_indices": getattr(args, "batch_fail_indices", ""),
+            "batch_accepts_media": not getattr(args, "batch_rejects_media", False),
         }
     )
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FaultKind = Literal["429", "500", "503", "slow", "drop"]
+BatchFinalState = Literal["SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"]
 FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "slow", "drop")
 
 
@@ -39,6 +40,40 @@ class EmulatorConfig(BaseModel):
     dimensions_default: int = Field(
         3072, ge=1, le=3072, description="dimension when outputDimensionality is absent"
     )
+    # Batch Mode (models/{m}:asyncBatchEmbedContent, batches/{id}); read when a job is created
+    batch_delay: float = Field(
+        1.0, ge=0, description="seconds a batch job takes: PENDING, RUNNING, then done"
+    )
+    batch_fail_indices: tuple[int, ...] = Field(
+        (), description="0-based positions in a batch job whose items fail"
+    )
+    batch_fail_keys: tuple[str, ...] = Field(
+        (), description="keys of JSONL lines (file jobs) whose items fail"
+    )
+    batch_fail_every: int | None = Field(
+        None, ge=1, description="every Nth item of a batch job fails"
+    )
+    batch_accepts_media: bool = Field(
+        True, description="False: items holding media fail in a batch job (text only)"
+    )
+    batch_media_refusal: Literal["item", "job"] = Field(
+        "item",
+        description="with batch_accepts_media off: fail each media item, or refuse the whole job",
+    )
+    batch_hold: Literal["PENDING", "RUNNING"] | None = Field(
+        None, description="while set, unfinished batch jobs stay in this state"
+    )
+    batch_final_state: BatchFinalState = Field(
+        "SUCCEEDED", description="how every batch job ends (FAILED/EXPIRED: no output)"
+    )
+
+    @field_validator("batch_fail_indices", "batch_fail_keys", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        """Accept "1,5,9" from a command line as well as a sequence."""
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
 
     @field_validator("faults", mode="before")
     @classmethod

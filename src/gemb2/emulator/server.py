@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..models import MODELS, ModelSpec, get_model
 from . import api_errors
 from .api_errors import ApiError
+from .batch_api import BatchApi
 from .config import EmulatorConfig
 from .contents import Item, MediaCache, parse_item
 from .faults import FaultDrawer, RateLimiter
@@ -71,6 +72,7 @@ class EmulatorApp:
         self.stopping = threading.Event()
         self._config_lock = threading.Lock()
         self._since_configure = 0  # embedding requests since the last configure (fail_first)
+        self.batch = BatchApi(self)  # Batch Mode and Files API routes
 
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Swap in a validated config, reseed the fault draws, reset the rate window if changed."""
@@ -301,6 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), redact(format % args))
 
     def do_GET(self) -> None:
+        if self._batch_route(b""):
+            return
         self._serve(lambda path: self.server.app.handle_get(path))
 
     def do_POST(self) -> None:
@@ -310,7 +314,45 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(exc.code, exc.body())
             return
+        if self._batch_route(raw):
+            return
         self._serve(lambda path: self.server.app.handle_post(path, raw))
+
+    def do_DELETE(self) -> None:
+        if not self._batch_route(b""):
+            err = api_errors.not_found(f"no route for DELETE {urlsplit(self.path).path}")
+            self._send(err.code, err.body())
+
+    def _batch_route(self, raw: bytes) -> bool:
+        """Batch Mode and Files API routes (batch_api.py); False when the path is not one."""
+        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+        try:
+            reply = self.server.app.batch.route(self.command, self.path, self.headers, raw, host)
+        except Drop:
+            self.close_connection = True
+            return True
+        except ApiError as exc:
+            self._send(exc.code, exc.body())
+            return True
+        except Exception:
+            log.exception("emulator failed on %s %s", self.command, redact(self.path))
+            err = api_errors.internal()
+            self._send(err.code, err.body())
+            return True
+        if reply is None:
+            return False
+        data = reply.payload()
+        try:
+            self.send_response(reply.code)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        return True
 
     def _serve(self, handler: Callable[[str], tuple[int, Any]]) -> None:
         path = urlsplit(self.path).path
@@ -409,8 +451,14 @@ class Emulator:
         """Change knobs while running (thread-safe); restarts the seeded fault draws."""
         return self._app.configure(**changes)
 
+    @property
+    def batch(self) -> BatchApi:
+        """Batch Mode and Files API state: ``.jobs``, ``.files`` and ``.stats``."""
+        return self._app.batch
+
     def reset_stats(self) -> None:
         self._app.stats.reset()
+        self._app.batch.reset_stats()
 
     def start(self) -> Emulator:
         if self._server is not None:
