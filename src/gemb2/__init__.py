@@ -1,5 +1,6 @@
 """gemb2: Google's Gemini Embedding 2 as a first-class multimodal embedding model."""
 
+from .batch import BatchEmbedder, BatchResult, JobStore
 from .cache import VectorCache
 from .embedder import Embedder, embed
 from .errors import (
@@ -31,12 +32,15 @@ __all__ = [
     "MODELS",
     "TASKS",
     "APIError",
+    "BatchEmbedder",
+    "BatchResult",
     "ConfigError",
     "EmbedSettings",
     "Embedder",
     "Gemb2Error",
     "InputError",
     "Item",
+    "JobStore",
     "LimitExceededError",
     "Limits",
     "Media",
