@@ -24,12 +24,18 @@ from tqdm.auto import tqdm
 
 from . import retry, vectors
 from .cache import VectorCache
-from .errors import ConfigError, ResponseMismatchError, RetryExhaustedError
+from .errors import (
+    ConfigError,
+    LimitExceededError,
+    ResponseMismatchError,
+    RetryExhaustedError,
+)
 from .limits import check_item
 from .media import Item, ItemLike, as_items
 from .ratelimit import RateLimiter
 from .settings import EmbedSettings
 from .tasks import Role, condition
+from .tokens import estimate_tokens
 from .transport import CallResult, Transport
 from .usage import CallUsage, Usage
 
@@ -173,6 +179,16 @@ class Embedder:
         for i, item in enumerate(items):
             tokens = check_item(item, i, spec, limits, use_video_audio=s.use_video_audio)
             cond = condition(item, spec, task_name, role)
+            if cond.text is not None:  # the prefix counts too: check what is sent
+                sent = estimate_tokens(cond.text)
+                if sent > limits.max_tokens:
+                    raise LimitExceededError(
+                        f"text is about {sent} tokens with its task prefix",
+                        item=i,
+                        source=item.name,
+                        limit=f"{limits.max_tokens} tokens per item for {spec.id}; "
+                        "split it with gemb2.segment",
+                    )
             content = item.to_content(cond.text)
             key = self._key(item, cond.text, cond.task_type, cond.title)
             size = sum(m.size for m in item.media) + len((cond.text or item.text).encode())

@@ -36,7 +36,7 @@ class InputError(Gemb2Error, ValueError):
         if item is not None:
             where.append(f"item {item}")
         if source:
-            where.append(source)
+            where.append(_short(source))
         text = f"{' ('.join(where)}{')' if len(where) > 1 else ''}: {reason}" if where else reason
         if limit:
             text += f" (limit: {limit})"
@@ -45,6 +45,14 @@ class InputError(Gemb2Error, ValueError):
     def at(self, item: int, source: str | None = None) -> InputError:
         """The same error, re-addressed to item ``item`` of the caller's input list."""
         return type(self)(self.reason, item=item, source=source or self.source, limit=self.limit)
+
+
+def _short(text: str, keep: int = 200) -> str:
+    """A name fit for a message: a 10,000-character path would bury the reason."""
+    if len(text) <= keep:
+        return text
+    half = keep // 2
+    return f"{text[:half]}...({len(text)} chars)...{text[-half:]}"
 
 
 class LimitExceededError(InputError):

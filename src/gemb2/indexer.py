@@ -10,7 +10,7 @@ batch as they land, so a failure loses nothing already paid for.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     removed_stale: int = 0
     usage: Usage | None = None
+
+
+LOOKUP_FILES = 256  # files whose stored records are fetched in one query
 
 
 def record_id(content_hash: str, model: str, dimensions: int, piece: int) -> str:
@@ -96,39 +99,78 @@ def index_paths(
 
         embedder.embed([it for _, it in batch], role="document", progress=progress, on_batch=store)
 
-    for path in walk(paths):
-        try:
-            digest = file_hash(path)
-        except OSError as exc:
-            _skip(report, on_skip, str(path), f"cannot read: {exc.strerror or exc}")
-            continue
-        source = str(path)
-        existing = collection.get(where={"source": source}, include=["metadatas"])
-        stale = [
-            rid
-            for rid, meta in zip(existing["ids"], existing["metadatas"] or [], strict=False)
-            if (meta or {}).get("file_hash") != digest
-        ]
-        current = [rid for rid in existing["ids"] if rid not in stale]
-        if stale:
-            collection.delete(ids=stale)
-            report.removed_stale += len(stale)
-        metas = [m for m in existing["metadatas"] or [] if (m or {}).get("file_hash") == digest]
-        if current and metas and len(current) == int(metas[0].get("pieces", -1)):
-            report.files_unchanged += 1
-            continue
-        try:
-            plan = plan_file(path, embedder, digest)
-            embedder.prepare(plan.items)  # check limits now so one bad file is skipped alone
-        except InputError as exc:
-            _skip(report, on_skip, source, exc.reason)
-            continue
-        report.files_indexed += 1
-        pending.extend(zip(plan.ids, plan.items, strict=True))
-        if len(pending) >= chunk_items:
-            flush()
+    seen: set[str] = set()
+
+    def skip(source: str, reason: str) -> None:
+        _skip(report, on_skip, source, reason)
+
+    for chunk in _chunks(walk(paths, on_skip=skip), LOOKUP_FILES):
+        hashed: list[tuple[Path, str]] = []
+        for path in chunk:
+            if str(path) in seen:  # named twice (a file and its folder): index it once
+                continue
+            seen.add(str(path))
+            try:
+                hashed.append((path, file_hash(path)))
+            except OSError as exc:
+                _skip(report, on_skip, str(path), f"cannot read: {exc.strerror or exc}")
+        stored = _stored(collection, [str(p) for p, _ in hashed])
+        for path, digest in hashed:
+            source = str(path)
+            ids, metadatas = stored[source]
+            stale = [
+                rid
+                for rid, meta in zip(ids, metadatas, strict=True)
+                if meta.get("file_hash") != digest
+            ]
+            current = [rid for rid in ids if rid not in stale]
+            if stale:
+                collection.delete(ids=stale)
+                report.removed_stale += len(stale)
+            metas = [m for m in metadatas if m.get("file_hash") == digest]
+            if current and metas and len(current) == int(metas[0].get("pieces", -1)):
+                report.files_unchanged += 1
+                continue
+            try:
+                plan = plan_file(path, embedder, digest)
+                embedder.prepare(plan.items)  # check limits now: one bad file is skipped alone
+            except InputError as exc:
+                _skip(report, on_skip, source, exc.reason)
+                continue
+            report.files_indexed += 1
+            pending.extend(zip(plan.ids, plan.items, strict=True))
+            if len(pending) >= chunk_items:
+                flush()
     flush()
     return report
+
+
+def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
+    chunk: list[Path] = []
+    for path in paths:
+        chunk.append(path)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _stored(
+    collection: Any, sources: list[str]
+) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+    """Ids and metadata already stored for each source file: one query per chunk of files,
+    not one per file (a re-run over 10,000 unchanged files would spend seconds on lookups)."""
+    found: dict[str, tuple[list[str], list[dict[str, Any]]]] = {s: ([], []) for s in sources}
+    if not sources:
+        return found
+    res = collection.get(where={"source": {"$in": sources}}, include=["metadatas"])
+    for rid, meta in zip(res["ids"], res["metadatas"] or [], strict=False):
+        entry = found.get(str((meta or {}).get("source")))
+        if entry is not None:
+            entry[0].append(rid)
+            entry[1].append(dict(meta or {}))
+    return found
 
 
 def _skip(

@@ -30,6 +30,8 @@ def _probe(media: Media) -> float:
         if media.modality == "pdf":
             value = float(probe.pdf_page_count(data, name))
         elif media.modality in ("audio", "video"):
+            if media.mime_type == "audio/wav":
+                probe.check_wav(data, name)  # FFmpeg plays a truncated WAV without complaint
             value = probe.av_info(data, name).duration
         else:
             probe.check_image(data, name)
@@ -53,6 +55,17 @@ def check_item(
     name = item.name
     if not item.parts:
         raise InputError("item is empty", item=index, source=name)
+    for text in item.texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(
+                f"text holds a character that is not valid Unicode ({text[exc.start]!r} at "
+                f"position {exc.start}), e.g. from bytes decoded with errors='surrogateescape'",
+                item=index,
+                source=name,
+                limit="valid UTF-8 text",
+            ) from None
     tokens = sum(estimate_tokens(t) for t in item.texts)
     if item.is_text_only and not item.text.strip():
         raise InputError("text is empty", item=index, source=name, limit="at least 1 token")

@@ -4,35 +4,80 @@ label every piece with where it came from. Shared by the CLI and every wrapper's
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import segment
+from . import probe, segment
 from .errors import InputError, MediaReadError
 from .media import Item, Media
 from .models import Limits, get_model
 
+log = logging.getLogger("gemb2")
+
 SKIP_DIRS = frozenset({".git", "__pycache__", ".venv", "node_modules"})
 
 
-def walk(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files under the given paths, sorted, without following symlinked folders (no loops)."""
+def walk(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> Iterator[Path]:
+    """Files under the given paths, sorted, without following symlinked folders (no loops).
+
+    Inside a folder, FIFOs, sockets and devices (reading them would block) and symlinks
+    that resolve outside the folder are not yielded but reported to ``on_skip(path,
+    reason)`` (or logged): indexing a folder never reads what lies outside it. A path
+    named explicitly is used as given."""
     for root in paths:
         p = Path(root)
-        if p.is_file():
+        try:
+            mode = p.stat().st_mode
+        except FileNotFoundError:
+            raise InputError("no such file or directory", source=str(p)) from None
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", source=str(p)) from None
+        if not stat.S_ISDIR(mode):
+            if not stat.S_ISREG(mode):
+                raise InputError(_NOT_REGULAR, source=str(p))
             yield p
             continue
-        if not p.exists():
-            raise InputError("no such file or directory", source=str(p))
+        top = p.resolve()
         for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
             dirnames[:] = sorted(
                 d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
             )
             for name in sorted(filenames):
-                if not name.startswith("."):
-                    yield Path(dirpath) / name
+                if name.startswith("."):
+                    continue
+                path = Path(dirpath) / name
+                reason = _refused(path, top)
+                if reason is None:
+                    yield path
+                elif on_skip is not None:
+                    on_skip(str(path), reason)
+                else:
+                    log.warning("skipped %s: %s", path, reason)
+
+
+_NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
+
+
+def _refused(path: Path, top: Path) -> str | None:
+    """Why a file found in a folder must not be read, or None (unreadable files pass:
+    reading them reports why)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not stat.S_ISREG(mode):
+        return _NOT_REGULAR
+    if path.is_symlink() and not path.resolve().is_relative_to(top):
+        return f"symlink points outside {top}; name its target to index it"
+    return None
 
 
 def file_hash(path: Path) -> str:
@@ -56,6 +101,7 @@ def load_file(
     character range when split."""
     p = Path(path)
     limits = limits or get_model("gemini-embedding-2").limits
+    probe.check_regular_file(p)
     if digest is None:
         try:
             digest = file_hash(p)

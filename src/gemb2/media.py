@@ -110,6 +110,7 @@ class Media:
     ) -> Media:
         p = Path(path)
         name = str(p)
+        probe.check_regular_file(p, name)
         try:
             data = p.read_bytes()
         except FileNotFoundError as exc:
@@ -234,11 +235,13 @@ class Item:
     def from_path(cls, path: str | os.PathLike[str], **metadata: Any) -> Item:
         """A file on disk: plain text files become text, media become media."""
         p = Path(path)
+        probe.check_regular_file(p)
         if p.suffix.lower() in probe.TEXT_SUFFIXES:
             try:
                 data = p.read_bytes()
             except OSError as exc:
-                raise MediaReadError(f"cannot read file: {exc}", source=str(p)) from exc
+                reason = f"cannot read file: {exc.strerror or exc}"
+                raise MediaReadError(reason, source=str(p)) from exc
             if probe.sniff_mime(data) is None:
                 if not probe.looks_like_text(data):
                     raise MediaReadError(

@@ -7,6 +7,9 @@ Everything here works on bytes already in memory or on a path, and raises
 from __future__ import annotations
 
 import io
+import os
+import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +75,20 @@ def looks_like_text(data: bytes) -> bool:
     return True
 
 
+def check_regular_file(path: str | Path, name: str | None = None) -> None:
+    """Refuse a FIFO, socket or device before reading it: the read would block or never end.
+
+    A path that cannot be stat'ed passes; reading it then reports why."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise MediaReadError(
+            "not a regular file (a FIFO, socket or device)", source=name or str(path)
+        )
+
+
 def pdf_page_count(data: bytes, name: str = "<pdf>") -> int:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
@@ -122,6 +139,33 @@ def _duration(container: object) -> float | None:
     return best or None
 
 
+def check_wav(data: bytes, name: str = "<wav>") -> None:
+    """Refuse a truncated WAV: the RIFF or ``data`` chunk declares more bytes than there are."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
+        raise MediaReadError("not a RIFF/WAVE file", source=name)
+    if data[:4] == b"RF64":
+        return  # 64-bit sizes live in the ds64 chunk; FFmpeg checks those
+    size = len(data)
+    riff = struct.unpack("<I", data[4:8])[0]
+    if riff not in (0, 0xFFFFFFFF) and riff + 8 > size:
+        raise MediaReadError(
+            f"WAV is truncated: header declares {riff + 8} bytes, file has {size}", source=name
+        )
+    pos = 12
+    while pos + 8 <= size:
+        chunk_id, chunk_size = struct.unpack("<4sI", data[pos : pos + 8])
+        if chunk_id == b"data":
+            if chunk_size not in (0, 0xFFFFFFFF) and pos + 8 + chunk_size > size:
+                raise MediaReadError(
+                    f"WAV is truncated: data chunk declares {chunk_size} bytes, "
+                    f"file has {size - pos - 8}",
+                    source=name,
+                )
+            return
+        pos += 8 + chunk_size + (chunk_size & 1)
+    raise MediaReadError("WAV has no data chunk", source=name)
+
+
 def check_image(data: bytes, name: str = "<image>") -> tuple[int, int]:
     """Decode the image fully so corrupt or truncated files fail here, not at the service."""
     from PIL import Image, UnidentifiedImageError
@@ -130,5 +174,9 @@ def check_image(data: bytes, name: str = "<image>") -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:  # not an OSError: would escape untyped
+        raise MediaReadError(f"image too large to decode safely: {exc}", source=name) from exc
+    except UnidentifiedImageError as exc:  # its message is only the repr of a BytesIO
+        raise MediaReadError("cannot decode image: not a valid image file", source=name) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise MediaReadError(f"cannot decode image: {exc}", source=name) from exc

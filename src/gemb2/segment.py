@@ -1114,11 +1114,14 @@ def segment_file(
 
 
 def _segment_text(data: bytes, name: str, limits: Limits) -> list[Segment]:
+    from .tasks import PREFIX_TOKENS
+
     text = data.decode("utf-8-sig")
     if not text.strip():
         raise InputError("text file is empty", source=name)
-    if estimate_tokens(text) <= limits.max_tokens:
+    budget = max(1, limits.max_tokens - PREFIX_TOKENS)  # room for the task prefix
+    if estimate_tokens(text) <= budget:
         return [
             Segment(None, text, "text/plain", "text", name, 0, 1, char_start=0, char_end=len(text))
         ]
-    return split_text(text, max_tokens=limits.max_tokens, name=name)
+    return split_text(text, max_tokens=budget, name=name)

@@ -38,6 +38,18 @@ _TABLE: dict[str, tuple[str, bool, str]] = {
 }
 
 
+def _prefix_tokens() -> int:
+    from .tokens import estimate_tokens
+
+    longest = max(estimate_tokens(f"task: {name} | query: ") for name, _, _ in _TABLE.values())
+    return max(longest, estimate_tokens("title: none | text: ")) + 2  # +2: rounding at the seam
+
+
+# Tokens the task prefix adds to an untitled text item: text cut to fit the model's limit
+# must leave this much room, or the conditioned text the service sees goes over it.
+PREFIX_TOKENS: int = _prefix_tokens()
+
+
 @dataclass(frozen=True)
 class Conditioning:
     """What to send for one item: replacement text (prefix) and/or request fields."""

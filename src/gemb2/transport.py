@@ -59,7 +59,12 @@ class Transport:
 
     def _build(self) -> genai.Client:
         s = self.settings
-        http = types.HttpOptions(timeout=int(s.timeout * 1000))
+        # One attempt per call: the core owns retries. Without retry_options the SDK's aiohttp
+        # path retries a dropped connection once by itself, after sleeping 1-10 s, unseen by
+        # the core's backoff, budget and retry count.
+        http = types.HttpOptions(
+            timeout=int(s.timeout * 1000), retry_options=types.HttpRetryOptions(attempts=1)
+        )
         if s.base_url:
             http.base_url = s.base_url
         if s.api_version:

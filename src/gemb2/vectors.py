@@ -16,7 +16,7 @@ def normalize(vector: Sequence[float]) -> list[float]:
     norm = float(np.linalg.norm(arr))
     if norm == 0.0 or not math.isfinite(norm):
         raise ValueError("cannot normalise a zero or non-finite vector")
-    return [float(x) for x in arr / norm]
+    return (arr / norm).tolist()  # numpy, not a Python loop: this runs once per vector
 
 
 def truncate(vector: Sequence[float], dimensions: int, *, renormalize: bool = True) -> list[float]:
@@ -29,5 +29,5 @@ def truncate(vector: Sequence[float], dimensions: int, *, renormalize: bool = Tr
 
 
 def check_finite(vector: Sequence[float]) -> None:
-    if not all(math.isfinite(x) for x in vector):
+    if not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
         raise ValueError("vector holds NaN or infinity")

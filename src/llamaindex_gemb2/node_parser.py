@@ -35,6 +35,7 @@ from gemb2 import DEFAULT_MODEL, Item, Limits, Media, get_model
 from gemb2.loading import load_file
 from gemb2.pieces import PIECE_KEYS, remember
 from gemb2.segment import split_text
+from gemb2.tasks import PREFIX_TOKENS
 from gemb2.tokens import estimate_tokens
 
 from ._media import (
@@ -45,9 +46,6 @@ from ._media import (
     label,
     own_text,
 )
-
-# Room for the task prefix the core adds to document text ("title: none | text: ").
-_PREFIX_TOKENS = 16
 
 
 class GeminiMediaNodeParser(NodeParser):
@@ -134,7 +132,7 @@ class GeminiMediaNodeParser(NodeParser):
         """The model's limits, with the text budget cut by the metadata LlamaIndex will
         put in front of each chunk's text when it is embedded."""
         base = self.resolved_limits
-        overhead = _PREFIX_TOKENS
+        overhead = PREFIX_TOKENS
         if self.include_metadata:
             overhead += estimate_tokens(doc.get_metadata_str(mode=MetadataMode.EMBED))
         budget = min(self.chunk_tokens or base.max_tokens, base.max_tokens - overhead)
