@@ -166,10 +166,14 @@ def check_wav(data: bytes, name: str = "<wav>") -> None:
     raise MediaReadError("WAV has no data chunk", source=name)
 
 
-def check_image(data: bytes, name: str = "<image>") -> tuple[int, int]:
-    """Decode the image fully so corrupt or truncated files fail here, not at the service."""
+def check_image(data: bytes, name: str = "<image>") -> tuple[int, int] | None:
+    """Decode the image fully so corrupt or truncated files fail here, not at the service.
+
+    Pillow cannot decode HEIC/HEIF without a plugin: those are left to the service (None)."""
     from PIL import Image, UnidentifiedImageError
 
+    if sniff_mime(data) in ("image/heic", "image/heif"):
+        return None
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()

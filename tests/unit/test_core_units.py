@@ -105,3 +105,13 @@ def test_rate_limiter_paces_requests() -> None:
     for _ in range(6):
         limiter.wait()
     assert time.monotonic() - t0 >= 0.45
+
+
+def test_heic_is_left_to_the_service() -> None:
+    from gemb2.limits import check_item
+
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    item = Item.of(Media.from_bytes(heic, name="photo.heic"))
+    assert item.media[0].mime_type == "image/heic"
+    spec = get_model("gemini-embedding-2")
+    assert check_item(item, 0, spec, spec.limits)["image"] > 0  # Pillow cannot decode it: not refused
