@@ -12,6 +12,7 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import filetype
 
@@ -139,21 +140,26 @@ def _duration(container: object) -> float | None:
     return best or None
 
 
-def check_wav(data: bytes, name: str = "<wav>") -> None:
-    """Refuse a truncated WAV: the RIFF or ``data`` chunk declares more bytes than there are."""
-    if len(data) < 12 or data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
+def check_wav(source: bytes | BinaryIO, name: str = "<wav>", size: int | None = None) -> None:
+    """Refuse a truncated WAV: FFmpeg silently plays what is there, so compare the RIFF
+    and ``data`` chunk sizes the header declares with the real size. Reads headers only."""
+    f = io.BytesIO(source) if isinstance(source, bytes) else source
+    if size is None:
+        size = len(source) if isinstance(source, bytes) else os.fstat(f.fileno()).st_size
+    head = f.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
         raise MediaReadError("not a RIFF/WAVE file", source=name)
-    if data[:4] == b"RF64":
+    if head[:4] == b"RF64":
         return  # 64-bit sizes live in the ds64 chunk; FFmpeg checks those
-    size = len(data)
-    riff = struct.unpack("<I", data[4:8])[0]
+    riff = struct.unpack("<I", head[4:8])[0]
     if riff not in (0, 0xFFFFFFFF) and riff + 8 > size:
         raise MediaReadError(
             f"WAV is truncated: header declares {riff + 8} bytes, file has {size}", source=name
         )
     pos = 12
     while pos + 8 <= size:
-        chunk_id, chunk_size = struct.unpack("<4sI", data[pos : pos + 8])
+        f.seek(pos)
+        chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
         if chunk_id == b"data":
             if chunk_size not in (0, 0xFFFFFFFF) and pos + 8 + chunk_size > size:
                 raise MediaReadError(

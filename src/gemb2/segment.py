@@ -17,7 +17,6 @@ import contextlib
 import io
 import math
 import re
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -481,36 +480,9 @@ def _head(path: Path, name: str, size: int = 8192) -> bytes:
 
 
 def _check_wav(path: Path, name: str) -> None:
-    """Catch truncated WAVs: FFmpeg silently plays what is there, so compare the
-    RIFF and ``data`` chunk sizes the header declares with the file's real size."""
     try:
-        size = path.stat().st_size
         with path.open("rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-                raise MediaReadError("not a RIFF/WAVE file", source=name)
-            if head[:4] == b"RF64":
-                return  # 64-bit sizes live in the ds64 chunk; FFmpeg checks those
-            riff_size = struct.unpack("<I", head[4:8])[0]
-            if riff_size not in (0, 0xFFFFFFFF) and riff_size + 8 > size:
-                raise MediaReadError(
-                    f"WAV is truncated: header declares {riff_size + 8} bytes, file has {size}",
-                    source=name,
-                )
-            pos = 12
-            while pos + 8 <= size:
-                f.seek(pos)
-                chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
-                if chunk_id == b"data":
-                    if chunk_size not in (0, 0xFFFFFFFF) and pos + 8 + chunk_size > size:
-                        raise MediaReadError(
-                            f"WAV is truncated: data chunk declares {chunk_size} bytes, "
-                            f"file has {size - pos - 8}",
-                            source=name,
-                        )
-                    return
-                pos += 8 + chunk_size + (chunk_size & 1)
-            raise MediaReadError("WAV has no data chunk", source=name)
+            probe.check_wav(f, name)
     except OSError as exc:
         raise MediaReadError(f"cannot read file: {exc.strerror or exc}", source=name) from exc
 
