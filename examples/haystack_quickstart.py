@@ -17,19 +17,20 @@ from pathlib import Path
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # an offline example stays offline
 
+from haystack import Document, Pipeline
 from haystack.components.writers import DocumentWriter
+from haystack_integrations.components.embedders.gemb2 import (
+    GeminiDocumentEmbedder,
+    GeminiMediaQueryEmbedder,
+    GeminiTextEmbedder,
+)
 from haystack_integrations.components.retrievers.chroma import (
     ChromaEmbeddingRetriever,
 )
 from haystack_integrations.document_stores.chroma import ChromaDocumentStore
 
 from gemb2 import samples
-from haystack import Document, Pipeline
-from haystack_integrations.components.embedders.gemb2 import (
-    GeminiDocumentEmbedder,
-    GeminiMediaQueryEmbedder,
-    GeminiTextEmbedder,
-)
+from gemb2.emulator import emulator_unless
 
 
 def make_files(folder: Path) -> None:
@@ -51,11 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
-        base_url = None
-        if not args.live:
-            from gemb2.emulator import Emulator
-
-            base_url = stack.enter_context(Emulator(port=0)).base_url
+        base_url = stack.enter_context(emulator_unless(args.live))
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         make_files(folder)
 

@@ -18,6 +18,7 @@ import chromadb
 from langchain_chroma import Chroma
 
 from gemb2 import samples
+from gemb2.emulator import emulator_unless
 from langchain_gemb2 import GeminiEmbeddings
 
 
@@ -28,11 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
-        base_url = None
-        if not args.live:
-            from gemb2.emulator import Emulator
-
-            base_url = stack.enter_context(Emulator(port=0)).base_url
+        base_url = stack.enter_context(emulator_unless(args.live))
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
 
         # some real media files with a caption inside each

@@ -21,6 +21,7 @@ from llama_index.core.ingestion import IngestionPipeline
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from gemb2 import samples
+from gemb2.emulator import emulator_unless
 from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader, GeminiMultiModalEmbedding
 
 QUERIES = (
@@ -38,11 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
-        base_url = None
-        if not args.live:
-            from gemb2.emulator import Emulator
-
-            base_url = stack.enter_context(Emulator(port=0)).base_url
+        base_url = stack.enter_context(emulator_unless(args.live))
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         folder = Path(args.folder) if args.folder else work / "files"
         if not args.folder:

@@ -5,7 +5,7 @@ close, media are found by the text they carry, Matryoshka-shaped), not Gemini's.
 """
 
 from .config import FAULT_KINDS, EmulatorConfig
-from .server import Emulator
+from .server import Emulator, emulator_unless
 from .stats import EmulatorStats
 
-__all__ = ["FAULT_KINDS", "Emulator", "EmulatorConfig", "EmulatorStats"]
+__all__ = ["FAULT_KINDS", "Emulator", "EmulatorConfig", "EmulatorStats", "emulator_unless"]

@@ -12,8 +12,9 @@ import json
 import logging
 import re
 import socket
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -496,3 +497,20 @@ class Emulator:
     def __repr__(self) -> str:
         where = self.base_url if self._server is not None else "stopped"
         return f"Emulator({where})"
+
+
+@contextlib.contextmanager
+def emulator_unless(live: bool) -> Iterator[str | None]:
+    """For scripts and examples: a private emulator's base URL, or None to call Google.
+
+    Says plainly on stderr that its vectors are stand-ins."""
+    if live:
+        yield None
+        return
+    with Emulator(port=0) as emu:
+        print(
+            f"offline: using the gemb2 emulator at {emu.base_url}; its vectors are "
+            "deterministic stand-ins, not Gemini's (pass --live with GOOGLE_API_KEY set)",
+            file=sys.stderr,
+        )
+        yield emu.base_url
