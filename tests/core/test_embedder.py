@@ -266,3 +266,20 @@ def test_vertex_ai_path(emulator: Emulator) -> None:
     assert len(body["requests"]) == 3 and "embedContentConfig" in body["requests"][0]
     assert out == make(emulator, dimensions=768).embed(["one", "two", "three"])
     assert "Credentials" not in repr(emb) and "credentials" not in emb.settings.model_dump()
+
+
+def test_non_finite_or_zero_vectors_are_refused() -> None:
+    from gemb2 import ResponseMismatchError
+    from gemb2.transport import CallResult
+
+    emb = Embedder(base_url="http://127.0.0.1:1", dimensions=128)
+    batch = emb.prepare(["a", "b"])
+    good = [1.0] * 128
+    assert emb._validate(batch, CallResult([good, [2.0] * 128], None))[1][0] == pytest.approx(
+        128**-0.5
+    )
+    for bad in ([float("nan")] * 128, [0.0] * 128, [float("inf")] + [0.0] * 127):
+        with pytest.raises(ResponseMismatchError, match="item 1: vector is zero or holds NaN"):
+            emb._validate(batch, CallResult([good, bad], None))
+    with pytest.raises(ResponseMismatchError, match="got a 3-d vector"):
+        emb._validate(batch, CallResult([good, [1.0, 2.0, 3.0]], None))
