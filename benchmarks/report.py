@@ -122,7 +122,7 @@ def overhead_table(r: dict[str, Any]) -> tuple[list[str], float | None]:
         "",
         f"gemb2's own CPU per item (its CPU minus the plain loop's): **{1e6 * extra:,.0f} µs** "
         f"= **{100 * ratio:.1f}%** of the plain loop's wall time per item. Wall clock: gemb2 "
-        f"took {100 * wall:+.1f}% of the plain loop's time (its batches overlap).",
+        f"took {abs(100 * wall):.1f}% {'longer' if wall > 0 else 'less time'} than the plain loop.",
         "",
     ]
     return lines, ratio

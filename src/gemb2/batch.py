@@ -764,12 +764,9 @@ class BatchEmbedder:
                 f"item {key}: got a {len(values)}-d vector, asked for {self.embedder.dimensions}"
             )
         try:
-            vec.check_finite(values)
-            if self.embedder.settings.normalize:
-                return vec.normalize(values)
-            return [float(x) for x in values]
+            return vec.checked_rows([values], normalize=self.embedder.settings.normalize)[0]
         except ValueError as exc:
-            raise ResponseMismatchError(f"item {key}: {exc}") from exc
+            raise ResponseMismatchError(f"item {key}: {str(exc).split(': ', 1)[1]}") from exc
 
     def _fallback(self, todo: list[tuple[StoredItem, ItemFailure]], result: BatchResult) -> None:
         """Embed online the media items Batch Mode did not accept, one by one so a bad

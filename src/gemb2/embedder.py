@@ -19,11 +19,10 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from google.genai import types
 from tqdm.auto import tqdm
 
-from . import retry
+from . import retry, vectors
 from .cache import VectorCache
 from .errors import (
     ConfigError,
@@ -332,22 +331,13 @@ class Embedder:
                 raise ResponseMismatchError(
                     f"item {p.index}: got a {len(v)}-d vector, asked for {self.dimensions}"
                 )
-        # one array for the whole batch: checking and normalising per value in Python
-        # costs more client CPU than the rest of the engine
-        arr = np.asarray(result.vectors, dtype=np.float64)
-        bad = np.asarray(~np.isfinite(arr).all(axis=1))
-        if self.settings.normalize:
-            norms = np.linalg.norm(np.where(bad[:, None], 0.0, arr), axis=1)
-            bad |= norms == 0.0
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ResponseMismatchError(
-                f"item {batch[i].index}: vector is zero or holds NaN or infinity"
-            )
-        if self.settings.normalize:
-            arr = arr / norms[:, None]
-        out: list[list[float]] = arr.tolist()
-        return out
+        try:
+            # one array per batch: per-value Python checks cost more CPU than the engine
+            return vectors.checked_rows(result.vectors, normalize=self.settings.normalize)
+        except ValueError as exc:
+            row = int(str(exc).split(":")[0].removeprefix("row "))
+            reason = str(exc).split(": ", 1)[1]
+            raise ResponseMismatchError(f"item {batch[row].index}: {reason}") from exc
 
     def _complete(self, results: list[list[float] | None]) -> list[list[float]]:
         missing = [i for i, v in enumerate(results) if v is None]

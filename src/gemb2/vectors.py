@@ -28,6 +28,20 @@ def truncate(vector: Sequence[float], dimensions: int, *, renormalize: bool = Tr
     return normalize(head) if renormalize else [float(x) for x in head]
 
 
-def check_finite(vector: Sequence[float]) -> None:
-    if not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
-        raise ValueError("vector holds NaN or infinity")
+def checked_rows(rows: Sequence[Sequence[float]], *, normalize: bool) -> list[list[float]]:
+    """Vectors from the service, refused if any is non-finite (or zero, when normalising),
+    normalised row by row so a vector comes out the same whatever batch it arrived in.
+
+    Raises ``ValueError`` naming the row."""
+    arr = np.asarray(rows, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError("vectors of different lengths")
+    finite = np.asarray(np.isfinite(arr).all(axis=1))
+    norms = np.array(
+        [float(np.linalg.norm(row)) if ok else 0.0 for row, ok in zip(arr, finite, strict=True)]
+    )
+    bad = ~finite | (normalize & (norms == 0.0))
+    if bad.any():
+        raise ValueError(f"row {int(np.argmax(bad))}: vector is zero or holds NaN or infinity")
+    out: list[list[float]] = (arr / norms[:, None] if normalize else arr).tolist()
+    return out

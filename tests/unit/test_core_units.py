@@ -114,4 +114,5 @@ def test_heic_is_left_to_the_service() -> None:
     item = Item.of(Media.from_bytes(heic, name="photo.heic"))
     assert item.media[0].mime_type == "image/heic"
     spec = get_model("gemini-embedding-2")
-    assert check_item(item, 0, spec, spec.limits)["image"] > 0  # Pillow cannot decode it: not refused
+    # Pillow cannot decode it: counted as an image, not refused
+    assert check_item(item, 0, spec, spec.limits)["image"] > 0
