@@ -190,7 +190,10 @@ class Embedder:
                         "split it with gemb2.segment",
                     )
             content = item.to_content(cond.text)
-            key = self._key(item, cond.text, cond.task_type, cond.title)
+            # the content address only serves the cache: no hashing on the hot path without one
+            key = ""
+            if self.cache is not None:
+                key = self._key(item, cond.text, cond.task_type, cond.title)
             size = sum(m.size for m in item.media) + len((cond.text or item.text).encode())
             prepared.append(
                 _Prepared(i, content, cond.task_type, cond.title, tokens, item.modality, size, key)
