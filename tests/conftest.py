@@ -29,6 +29,8 @@ def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     emulator_session.configure(**EmulatorConfig().model_dump())
     emulator_session.reset_stats()
     yield emulator_session
+    # leave it clean for fixtures that use the session emulator directly
+    emulator_session.configure(**EmulatorConfig().model_dump())
     emulator_session.reset_stats()
 
 

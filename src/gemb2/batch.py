@@ -48,6 +48,7 @@ from .loading import file_hash, load_file
 from .media import Item, ItemLike, Media, as_items
 from .models import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
 from .tasks import Role
+from .wire import content_json
 
 log = logging.getLogger("gemb2")
 
@@ -882,24 +883,9 @@ def _estimate(entries: list[_Entry]) -> CostEstimate:
     return CostEstimate(dict(tokens), len(entries))
 
 
-def _content_json(content: types.Content) -> dict[str, Any]:
-    """A Content as the SDK puts it on the wire (snake_case fields, URL-safe base64)."""
-    return dict(_encode_bytes(content.model_dump(exclude_none=True)))
-
-
-def _encode_bytes(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.urlsafe_b64encode(value).decode("ascii")
-    if isinstance(value, dict):
-        return {k: _encode_bytes(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encode_bytes(v) for v in value]
-    return value
-
-
 def _line(e: _Entry, dims: int) -> dict[str, Any]:
     """One JSONL line: the caller's key and the request an online call would send."""
-    request: dict[str, Any] = {"content": _content_json(e.prepared.content)}
+    request: dict[str, Any] = {"content": content_json(e.prepared.content)}
     if e.prepared.task_type:
         request["taskType"] = e.prepared.task_type
     if e.prepared.title:
@@ -940,7 +926,7 @@ def _fallback_ref(e: _Entry) -> dict[str, Any]:
             "piece": meta["piece"],
             "file_hash": meta["file_hash"],
         }
-    return {"content": _content_json(e.prepared.content)}
+    return {"content": content_json(e.prepared.content)}
 
 
 def _restore(ref: Mapping[str, Any], embedder: Embedder) -> Item:

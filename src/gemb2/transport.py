@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from google import genai
 from google.genai import types
 
+from . import wire
 from .errors import ConfigError
 from .settings import API_KEY_ENV_VARS, EmbedSettings
 
@@ -99,6 +100,10 @@ class Transport:
     def embed(
         self, contents: list[types.Content], task_type: str | None, title: str | None
     ) -> CallResult:
+        api = self._raw_api()
+        if api is not None:
+            path, body = self._raw_request(contents, task_type, title)
+            return _raw_result(api.request("post", path, body, None))
         response = self.client.models.embed_content(
             model=self.settings.spec.id,
             contents=contents,
@@ -109,12 +114,37 @@ class Transport:
     async def aembed(
         self, contents: list[types.Content], task_type: str | None, title: str | None
     ) -> CallResult:
+        api = self._raw_api()
+        if api is not None:
+            path, body = self._raw_request(contents, task_type, title)
+            return _raw_result(await api.async_request("post", path, body, None))
         response = await self.client.aio.models.embed_content(
             model=self.settings.spec.id,
             contents=contents,
             config=self._config(task_type, title),
         )
         return _result(response)
+
+    def _raw_api(self) -> Any | None:
+        """The SDK's API client, for the Developer API; None sends through ``embed_content``.
+
+        Vertex AI keeps the public call: it picks among several endpoints by model.
+        """
+        if self.settings.vertexai:
+            return None
+        api = getattr(self.client, "_api_client", None)
+        if api is None or not hasattr(api, "request") or not hasattr(api, "async_request"):
+            return None  # an SDK without it: the public path still works, only slower
+        return api
+
+    def _raw_request(
+        self, contents: list[types.Content], task_type: str | None, title: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        model = self.settings.spec.id
+        body = wire.batch_embed_request(
+            model, contents, task_type, title, self.settings.resolved_dimensions
+        )
+        return f"{wire.model_path(model)}:batchEmbedContents", body
 
     def close(self) -> None:
         if self._client is not None:
@@ -131,6 +161,11 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport(model={self.settings.model!r}, base_url={self.settings.base_url!r})"
+
+
+def _raw_result(response: Any) -> CallResult:
+    vectors, billed = wire.batch_embed_vectors(response.body)
+    return CallResult(vectors=vectors, billed_tokens=billed)
 
 
 def _result(response: Any) -> CallResult:

@@ -36,11 +36,10 @@ def checked_rows(rows: Sequence[Sequence[float]], *, normalize: bool) -> list[li
     arr = np.asarray(rows, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError("vectors of different lengths")
-    finite = np.asarray(np.isfinite(arr).all(axis=1))
-    norms = np.array(
-        [float(np.linalg.norm(row)) if ok else 0.0 for row, ok in zip(arr, finite, strict=True)]
-    )
-    bad = ~finite | (normalize & (norms == 0.0))
+    # a reduction along each contiguous row gives the same norm whatever rows sit beside it
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        norms = np.linalg.norm(arr, axis=1)
+    bad = ~np.isfinite(norms) | (normalize & (norms == 0.0))
     if bad.any():
         raise ValueError(f"row {int(np.argmax(bad))}: vector is zero or holds NaN or infinity")
     out: list[list[float]] = (arr / norms[:, None] if normalize else arr).tolist()
