@@ -22,6 +22,9 @@ from .embedder import Embedder
 from .errors import ConfigError, ModelMismatchError
 from .media import ItemLike
 
+PAGE_SIZE = 8192  # bytes per SQLite page of a new side store
+MMAP_SIZE = 1 << 31  # bytes SQLite may map for reads (address space, not memory; capped by SQLite)
+
 
 class FullVectorStore:
     """Full vectors keyed by id in one SQLite file, as float16 (or float32) blobs."""
@@ -34,7 +37,11 @@ class FullVectorStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # a new file gets pages that hold one float16 3072-d row without an overflow page
+        # (no effect on an existing file); reads go through memory-mapped I/O
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
         self._db.execute("CREATE TABLE IF NOT EXISTS full (id TEXT PRIMARY KEY, v BLOB)")
         stored = dict(self._db.execute("SELECT k, v FROM meta").fetchall())
@@ -64,17 +71,32 @@ class FullVectorStore:
             self._db.executemany("DELETE FROM full WHERE id = ?", [(i,) for i in ids])
             self._db.execute("COMMIT")
 
-    def get(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
+    def matrix(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The full vectors of ``ids`` as rows of one float32 matrix, in the order given,
+        and which of them were found (rows of missing ids are zero). One ``SELECT ... IN``
+        per 500 ids, one decode for all rows."""
+        ids = list(ids)
+        blobs: dict[str, bytes] = {}
         with self._lock:
             for start in range(0, len(ids), 500):
-                chunk = list(ids[start : start + 500])
+                chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                for rid, blob in self._db.execute(
-                    f"SELECT id, v FROM full WHERE id IN ({marks})", chunk
-                ):
-                    out[rid] = np.frombuffer(blob, dtype=self.dtype).astype(np.float32)
-        return out
+                blobs.update(
+                    self._db.execute(f"SELECT id, v FROM full WHERE id IN ({marks})", chunk)
+                )
+        rows = [i for i, rid in enumerate(ids) if rid in blobs]
+        raw = b"".join(blobs[ids[i]] for i in rows)
+        got = np.frombuffer(raw, dtype=self.dtype).reshape(len(rows), self.dimensions)
+        if len(rows) == len(ids):  # the usual case: every id found
+            return got.astype(np.float32), np.ones(len(ids), dtype=bool)
+        out = np.zeros((len(ids), self.dimensions), dtype=np.float32)
+        found = np.zeros(len(ids), dtype=bool)
+        out[rows], found[rows] = got, True
+        return out, found
+
+    def get(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        vectors, found = self.matrix(ids)
+        return {rid: vectors[i] for i, rid in enumerate(ids) if found[i]}
 
     def ids(self) -> set[str]:
         with self._lock:
@@ -165,30 +187,43 @@ class MatryoshkaIndex:
     ) -> list[Hit]:
         q = np.asarray(full, dtype=np.float32)
         q = q / (np.linalg.norm(q) or 1.0)
+        # the shortlist: ids and distances only; documents and metadatas are fetched
+        # below for the k survivors alone
         res = self.collection.query(
-            query_embeddings=[shrink(q, self.small_dims).tolist()],
+            query_embeddings=[shrink(q, self.small_dims)],
             n_results=k * self.oversample,
             where=where,
-            include=["metadatas", "documents", "distances"],
+            include=["distances"],
         )
-        ids = res["ids"][0]
-        fulls = self.store.get(ids)
+        ids = list(res["ids"][0])
+        if not ids:
+            return []
+        small = [1.0 - float(d) for d in res["distances"][0]]
+        # re-rank: one matrix-vector product over the candidates' full vectors; a
+        # candidate missing from the side store keeps its shortlist score
+        vecs, found = self.store.matrix(ids)
+        norms = np.linalg.norm(vecs, axis=1)
+        exact = (vecs @ q) / np.where(norms == 0, 1, norms)
+        scores = [float(exact[i]) if found[i] else small[i] for i in range(len(ids))]
+        order = sorted(range(len(ids)), key=scores.__getitem__, reverse=True)[:k]
+        top = [ids[i] for i in order]
+        got = self.collection.get(ids=top, include=["metadatas", "documents"])
+        metas = got.get("metadatas") or [None] * len(got["ids"])
+        docs = got.get("documents") or [None] * len(got["ids"])
+        extra = {rid: (m, d) for rid, m, d in zip(got["ids"], metas, docs, strict=True)}
         hits = []
-        for i, rid in enumerate(ids):
-            small_score = 1.0 - float(res["distances"][0][i])
-            vec = fulls.get(rid)
-            score = small_score if vec is None else float(vec @ q / (np.linalg.norm(vec) or 1.0))
+        for i in order:
+            meta, doc = extra.get(ids[i], (None, None))
             hits.append(
                 Hit(
-                    id=rid,
-                    score=score,
-                    shortlist_score=small_score,
-                    metadata=dict(res["metadatas"][0][i] or {}),
-                    document=res["documents"][0][i],
+                    id=ids[i],
+                    score=scores[i],
+                    shortlist_score=small[i],
+                    metadata=dict(meta or {}),
+                    document=doc,
                 )
             )
-        hits.sort(key=lambda h: h.score, reverse=True)
-        return hits[:k]
+        return hits
 
     def query(
         self, query: ItemLike, k: int = 10, *, where: dict[str, Any] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import chromadb
 import numpy as np
@@ -100,3 +101,77 @@ def test_store_is_compact_and_refuses_mismatch(tmp_path: Path, emulator: Emulato
             Embedder(base_url=emulator.base_url),
             small_dims=3072,
         )
+
+
+def test_store_matrix_rows_in_order_with_missing_ids(tmp_path: Path) -> None:
+    store = FullVectorStore(tmp_path / "m.sqlite", 4)
+    store.upsert(["a", "b", "c"], [[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 3, 0]])
+    vectors, found = store.matrix(["c", "zz", "a"])
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 4)
+    assert found.tolist() == [True, False, True]
+    assert vectors.tolist() == [[0, 0, 3, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
+    vectors, found = store.matrix(["b", "a"])
+    assert found.all() and vectors.tolist() == [[0, 2, 0, 0], [1, 0, 0, 0]]
+    assert store.matrix([])[0].shape == (0, 4)
+    # more ids than one SELECT takes, after an overwrite and a delete
+    ids = [f"x{i}" for i in range(1200)]
+    store.upsert(ids, np.arange(1200 * 4).reshape(1200, 4) % 512)  # exact in float16
+    store.upsert(["x7"], [[9, 9, 9, 9]])
+    store.delete(["x8"])
+    vectors, found = store.matrix(ids[::-1])
+    assert found.sum() == 1199 and not found[1200 - 1 - 8]
+    assert vectors[1200 - 1 - 7].tolist() == [9, 9, 9, 9]
+    assert vectors[0].tolist() == [188, 189, 190, 191]  # x1199
+    assert store.get(["x7", "x8"]).keys() == {"x7"}
+    # a new file uses large pages; an existing one keeps its own and still reads
+    assert store._db.execute("PRAGMA page_size").fetchone()[0] == 8192
+    store.close()
+    reopened = FullVectorStore(tmp_path / "m.sqlite", 4)
+    assert reopened.matrix(["x7"])[0].tolist() == [[9, 9, 9, 9]]
+
+
+class Recording:
+    """A Chroma collection that records what each query and get asked for."""
+
+    def __init__(self, col: Any) -> None:
+        self.col = col
+        self.calls: list[tuple[str, Any, int | None]] = []
+
+    def query(self, **kwargs: Any) -> Any:
+        self.calls.append(("query", kwargs.get("include"), kwargs.get("n_results")))
+        return self.col.query(**kwargs)
+
+    def get(self, **kwargs: Any) -> Any:
+        self.calls.append(("get", kwargs.get("include"), len(kwargs.get("ids") or [])))
+        return self.col.get(**kwargs)
+
+
+def test_query_fetches_documents_for_final_k_only(emulator: Emulator, tmp_path: Path) -> None:
+    ids, texts = corpus()
+    index = build(emulator, tmp_path)
+    index.upsert(ids, texts, metadatas=[{"n": i} for i in range(240)], documents=texts)
+    emb = Embedder(base_url=emulator.base_url)
+    full = np.asarray(emb.embed(texts), dtype=np.float32)
+    q = np.asarray(emb.embed_query("glacier and violin"), dtype=np.float32)
+    index.store.delete(["doc0"])  # a candidate without a full vector keeps its shortlist score
+    rec = Recording(index.collection)
+    index.collection = rec
+    hits = index.query_vector(q, k=5)
+    assert rec.calls == [("query", ["distances"], 20), ("get", ["metadatas", "documents"], 5)]
+    assert len(hits) == 5
+    for h in hits:
+        n = ids.index(h.id)
+        assert h.document == texts[n] and h.metadata == {"n": n}
+        small = float(shrink(full[n], 768) @ shrink(q, 768))
+        assert h.shortlist_score == pytest.approx(small, abs=1e-5)
+        want = small if h.id == "doc0" else float(full[n] @ q)
+        assert h.score == pytest.approx(want, abs=2e-3)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    present = [i for i in range(240) if i != 0]
+    assert [h.id for h in hits if h.id != "doc0"] == [
+        ids[i] for i in sorted(present, key=lambda i: -float(full[i] @ q))
+    ][: len([h for h in hits if h.id != "doc0"])]
+    # a filter that matches nothing: no get at all
+    rec.calls.clear()
+    assert index.query_vector(q, k=5, where={"n": -1}) == []
+    assert [c[0] for c in rec.calls] == ["query"]
