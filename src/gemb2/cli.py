@@ -127,7 +127,9 @@ def _matryoshka(
 
 def cmd_index(args: argparse.Namespace, session: _Session) -> int:
     from .cache import VectorCache
-    from .indexer import index_paths
+    from .indexer import bound_malloc, index_paths
+
+    bound_malloc()  # this process is ours: hand large freed buffers back (see its doc)
 
     if args.batch_mode:
         return batch_cli.submit_index(args, session)
@@ -275,7 +277,9 @@ def cmd_embed(args: argparse.Namespace, session: _Session) -> int:
 
 def cmd_migrate(args: argparse.Namespace, session: _Session) -> int:
     from .cache import VectorCache
-    from .indexer import index_paths
+    from .indexer import bound_malloc, index_paths
+
+    bound_malloc()  # this process is ours: hand large freed buffers back (see its doc)
 
     client = _client(args)
     source = client.get_collection(args.from_collection)

@@ -54,7 +54,7 @@ def plan_file(path: Path, embedder: Embedder, digest: str) -> FilePlan:
     s = embedder.settings
     plan = FilePlan(path=path, file_hash=digest)
     for item in load_file(
-        path, s.resolved_limits, use_video_audio=s.use_video_audio, digest=digest
+        path, s.resolved_limits, use_video_audio=s.use_video_audio, digest=digest, defer=True
     ):
         meta = {**item.metadata, "model": embedder.model, "dimensions": embedder.dimensions}
         plan.items.append(Item(parts=item.parts, metadata=meta))
@@ -76,7 +76,12 @@ def index_paths(
     progress: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
 ) -> IndexReport:
-    """Embed every new or changed file under ``paths`` into ``collection``."""
+    """Embed every new or changed file under ``paths`` into ``collection``.
+
+    Media pieces are read from disk only when their call is sent (``load_file(defer=
+    True)``) under the embedder's byte budgets. ``gemb2 index`` also calls
+    ``bound_malloc()`` first (a process-wide setting, so library code leaves it to the
+    program), so a long video's peak memory is about the pieces in flight."""
     report = IndexReport(usage=embedder.usage)
     pending: list[tuple[str, Item]] = []
 
@@ -143,6 +148,35 @@ def index_paths(
                 flush()
     flush()
     return report
+
+
+_MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value
+
+
+def bound_malloc() -> bool:
+    """Fix glibc's mmap threshold at its default (128 KiB), which turns off its dynamic
+    raise: after a large buffer (a piece, its base64, the request JSON) is freed, glibc
+    would otherwise serve the next ones from its heaps and keep them, one set per
+    thread, long after. Large buffers then go back to the system when freed. Once per
+    process; a no-op where the C library is not glibc."""
+    global _MALLOC_BOUND
+    if _MALLOC_BOUND is None:
+        _MALLOC_BOUND = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            libc = ctypes.CDLL(name) if name else None
+            if libc is not None and hasattr(libc, "mallopt"):
+                _MALLOC_BOUND = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            pass
+    return _MALLOC_BOUND
+
+
+_M_MMAP_THRESHOLD = -3
+_MALLOC_BOUND: bool | None = None
 
 
 def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:

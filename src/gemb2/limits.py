@@ -26,7 +26,7 @@ def _probe(media: Media) -> float:
     Keyed by content digest so a file checked once is not decoded again; holds no bytes."""
     key = media.digest
     if key not in _measured:
-        data, name = media.data or b"", media.name
+        data, name = media.read() or b"", media.name
         if media.modality == "pdf":
             value = float(probe.pdf_page_count(data, name))
         elif media.modality in ("audio", "video"):
@@ -43,7 +43,8 @@ def _probe(media: Media) -> float:
 
 
 def _has_audio(media: Media) -> bool:
-    return media.data is not None and probe.av_info(media.data, media.name).has_audio
+    data = media.read()
+    return data is not None and probe.av_info(data, media.name).has_audio
 
 
 def check_item(
@@ -111,7 +112,7 @@ def check_item(
     if tokens:
         estimate["text"] = tokens
     for media in item.media:
-        if media.data is None:
+        if not media.is_inline:
             estimate[media.modality] += TOKENS_PER_IMAGE  # by reference: the service checks it
             continue
         try:

@@ -7,6 +7,8 @@ import hashlib
 import logging
 import os
 import stat
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -95,10 +97,17 @@ def load_file(
     use_video_audio: bool = False,
     overlap_seconds: float = 2.0,
     digest: str | None = None,
+    defer: bool = False,
 ) -> list[Item]:
     """One Item per piece that fits the limits. Metadata: ``source``, ``file_hash``,
     ``modality``, ``mime_type``, ``piece``, ``pieces`` and the piece's page, time or
-    character range when split."""
+    character range when split.
+
+    ``defer=True`` keeps no media bytes in memory: the pieces of a split file go to an
+    anonymous temporary file as they are cut (one piece in memory at a time) and a file
+    that is one piece is read again from its path; either is read only when its call is
+    sent (``Media.deferred``). The indexer uses it, so a long video costs no more memory
+    than the pieces in flight."""
     p = Path(path)
     limits = limits or get_model("gemini-embedding-2").limits
     probe.check_regular_file(p)
@@ -107,26 +116,15 @@ def load_file(
             digest = file_hash(p)
         except OSError as exc:
             raise MediaReadError(f"cannot read file: {exc.strerror or exc}", source=str(p)) from exc
-    pieces = list(
-        segment.segment_file(
-            p, limits, overlap_seconds=overlap_seconds, use_video_audio=use_video_audio
-        )
+    cut = segment.segment_file(
+        p, limits, overlap_seconds=overlap_seconds, use_video_audio=use_video_audio
     )
+    if defer:
+        return _deferred_items(p, cut, digest)
+    pieces = list(cut)
     items = []
     for seg in pieces:
-        meta: dict[str, Any] = {
-            k: v
-            for k, v in seg.metadata().items()
-            if v is not None and k not in ("source", "count")
-        }
-        meta.update(
-            source=str(p),
-            file_hash=digest,
-            modality=seg.modality,
-            mime_type=seg.mime_type,
-            piece=seg.index,
-            pieces=len(pieces),
-        )
+        meta = _piece_meta(p, seg, digest, len(pieces))
         if seg.text is not None:
             items.append(Item(parts=(seg.text,), metadata=meta))
         else:
@@ -134,6 +132,96 @@ def load_file(
             media = Media.from_bytes(seg.data, seg.mime_type, name=piece_name(p, meta))
             items.append(Item(parts=(media,), metadata=meta))
     return items
+
+
+def _piece_meta(path: Path, seg: segment.Segment, digest: str, count: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        k: v for k, v in seg.metadata().items() if v is not None and k not in ("source", "count")
+    }
+    meta.update(
+        source=str(path),
+        file_hash=digest,
+        modality=seg.modality,
+        mime_type=seg.mime_type,
+        piece=seg.index,
+        pieces=count,
+    )
+    return meta
+
+
+class _Spool:
+    """An anonymous temporary file the pieces of one split file are appended to; read
+    back by offset (``os.pread``: safe from any thread). Closed when no piece needs it."""
+
+    def __init__(self) -> None:
+        # lives as long as the pieces that read from it (closed when collected)
+        self.file = tempfile.TemporaryFile(prefix="gemb2-pieces-")  # noqa: SIM115
+        self.size = 0
+        self._lock = threading.Lock()
+
+    def append(self, data: bytes) -> tuple[int, int]:
+        with self._lock:
+            offset = self.size
+            self.file.seek(offset)
+            self.file.write(data)
+            self.file.flush()
+            self.size += len(data)
+        return offset, len(data)
+
+    def __del__(self) -> None:
+        self.file.close()
+
+    def reader(self, offset: int, length: int) -> Any:
+        def read() -> bytes:
+            return os.pread(self.file.fileno(), length, offset)
+
+        return read
+
+
+def _read_path(path: Path) -> Any:
+    def read() -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            reason = f"cannot read file: {exc.strerror or exc}"
+            raise MediaReadError(reason, source=str(path)) from exc
+
+    return read
+
+
+def _deferred_items(path: Path, cut: Any, digest: str) -> list[Item]:
+    """``load_file(defer=True)``: pieces as deferred media, cut one at a time."""
+    spool: _Spool | None = None
+    items: list[Item] = []
+    metas: list[dict[str, Any]] = []
+    for seg in cut:
+        # every splitter plans its pieces first, so the count is known as they come
+        meta = _piece_meta(path, seg, digest, seg.count if seg.count is not None else 1)
+        metas.append(meta)
+        if seg.text is not None:
+            items.append(Item(parts=(seg.text,), metadata=meta))
+            continue
+        assert seg.data is not None
+        name = piece_name(path, meta)
+        mime = Media.from_bytes(seg.data, seg.mime_type, name=name).mime_type  # sniff, check
+        if meta["pieces"] == 1 and _is_whole_file(path, seg.data):
+            loader = _read_path(path)
+        else:
+            spool = spool or _Spool()
+            loader = spool.reader(*spool.append(seg.data))
+        media = Media.deferred(mime, loader, len(seg.data), name=name)
+        items.append(Item(parts=(media,), metadata=meta))
+    for meta in metas:  # as load_file: the number of pieces actually cut
+        meta["pieces"] = len(metas)
+    return items
+
+
+def _is_whole_file(path: Path, data: bytes) -> bool:
+    """A piece that is the whole file, byte for byte (so it can be read again from there)."""
+    try:
+        return path.stat().st_size == len(data)
+    except OSError:
+        return False
 
 
 def piece_name(path: Path, meta: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -55,6 +55,9 @@ class Media:
 
     Build it with ``from_path``, ``from_bytes``, ``from_url`` or ``from_image``.
     ``metadata`` carries where it came from (path, page or time range of a piece).
+    A media built with ``loader`` (and ``length``) is sent inline like bytes in memory,
+    but its bytes are read only when needed (``read()``) and not kept: the indexer uses
+    it so a long video's pieces wait on disk, not in memory, until their call is sent.
     """
 
     mime_type: str
@@ -62,6 +65,8 @@ class Media:
     uri: str | None = None
     name: str = "<bytes>"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    loader: Callable[[], bytes] | None = field(default=None, repr=False)
+    length: int = 0
 
     @property
     def modality(self) -> str:
@@ -185,20 +190,61 @@ class Media:
             metadata=dict(metadata or {}),
         )
 
+    @classmethod
+    def deferred(
+        cls,
+        mime_type: str,
+        loader: Callable[[], bytes],
+        length: int,
+        *,
+        name: str = "<bytes>",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Media:
+        """Inline media whose ``length`` bytes ``loader()`` returns when they are needed."""
+        return cls(
+            mime_type=mime_type,
+            name=name,
+            metadata=dict(metadata or {}),
+            loader=loader,
+            length=length,
+        )
+
+    @property
+    def is_inline(self) -> bool:
+        """Sent as bytes in the request (in memory or deferred), not by reference."""
+        return self.data is not None or self.loader is not None
+
+    def read(self) -> bytes | None:
+        """The inline bytes (read now for deferred media, not kept), or None for a URI."""
+        if self.data is not None:
+            return self.data
+        if self.loader is not None:
+            data = self.loader()
+            if len(data) != self.length:
+                raise MediaReadError(
+                    f"expected {self.length} bytes, read {len(data)}", source=self.name
+                )
+            return data
+        return None
+
     @cached_property
     def digest(self) -> str:
         h = hashlib.sha256(self.mime_type.encode())
         h.update(b"\0")
-        h.update(self.data if self.data is not None else (self.uri or "").encode())
+        data = self.read()
+        h.update(data if data is not None else (self.uri or "").encode())
         return h.hexdigest()
 
     @property
     def size(self) -> int:
-        return len(self.data) if self.data is not None else 0
+        if self.data is not None:
+            return len(self.data)
+        return self.length if self.loader is not None else 0
 
     def to_part(self) -> types.Part:
-        if self.data is not None:
-            return types.Part(inline_data=types.Blob(mime_type=self.mime_type, data=self.data))
+        data = self.read()
+        if data is not None:
+            return types.Part(inline_data=types.Blob(mime_type=self.mime_type, data=data))
         return types.Part(file_data=types.FileData(file_uri=self.uri, mime_type=self.mime_type))
 
     def __repr__(self) -> str:

@@ -27,6 +27,16 @@ class EmbedSettings(BaseModel):
     normalize: bool = True
     batch_size: int = Field(100, ge=1, le=100, description="items per batch call")
     max_concurrency: int = Field(4, ge=1, le=256, description="batch calls in flight")
+    max_call_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1,
+        description="inline media bytes packed into one call (one item over it goes alone)",
+    )
+    max_inflight_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1,
+        description="inline bytes in flight across concurrent calls (a call waits for room)",
+    )
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
     max_retries: int = Field(6, ge=0, description="retries after the first attempt")
