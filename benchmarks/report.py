@@ -103,6 +103,7 @@ def overhead_table(r: dict[str, Any]) -> tuple[list[str], float | None]:
     if r.get("status") != "ok":
         return [*lines, f"{r.get('status')}: {r.get('note')}", ""], None
     n, bare, core = r["items"], r["best"]["bare"], r["best"]["gemb2"]
+    raw = r["best"].get("api_client")
     lines += [
         f"{n:,} texts, {len(r['runs']['bare'])} alternating runs of each in one process; the "
         "best (least CPU, shortest wall) of each kept. CPU is the client process's own.",
@@ -110,7 +111,11 @@ def overhead_table(r: dict[str, Any]) -> tuple[list[str], float | None]:
         "| client | wall s | CPU s | CPU µs/item | wall µs/item |",
         "|---|--:|--:|--:|--:|",
     ]
-    for name, b in (("plain google-genai loop", bare), ("gemb2 `Embedder.embed` (defaults)", core)):
+    rows = [("plain google-genai loop (`client.models.embed_content`)", bare)]
+    if raw:
+        rows.append(("the same requests through the SDK's API client, by hand (no gemb2)", raw))
+    rows.append(("gemb2 `Embedder.embed` (defaults)", core))
+    for name, b in rows:
         lines.append(
             f"| {name} | {b['wall_s']:.2f} | {b['cpu_s']:.2f} | {1e6 * b['cpu_s'] / n:,.0f} "
             f"| {1e6 * b['wall_s'] / n:,.0f} |"
@@ -120,11 +125,21 @@ def overhead_table(r: dict[str, Any]) -> tuple[list[str], float | None]:
     wall = core["wall_s"] / bare["wall_s"] - 1
     lines += [
         "",
-        f"gemb2's own CPU per item (its CPU minus the plain loop's): **{1e6 * extra:,.0f} µs** "
-        f"= **{100 * ratio:.1f}%** of the plain loop's wall time per item. Wall clock: gemb2 "
-        f"took {abs(100 * wall):.1f}% {'longer' if wall > 0 else 'less time'} than the plain loop.",
-        "",
+        f"gemb2's CPU per item minus the plain loop's: **{1e6 * extra:,.0f} µs** "
+        f"= **{100 * ratio:.1f}%** of the plain loop's wall time per item (the goal's measure). "
+        f"Wall clock: gemb2 took {abs(100 * wall):.1f}% "
+        f"{'longer' if wall > 0 else 'less time'} than the plain loop.",
     ]
+    if raw:
+        own = (core["cpu_s"] - raw["cpu_s"]) / n
+        lines.append(
+            "gemb2 posts its batches the way the second row does (the SDK's public call "
+            "re-validates every Content through pydantic). Against that row, gemb2's own work "
+            f"(limits, task prefixes, threads, retries bookkeeping, normalisation) costs "
+            f"**{1e6 * own:,.0f} µs** of CPU per item = **{100 * own / (bare['wall_s'] / n):.1f}%** "
+            "of the plain loop's wall time per item."
+        )
+    lines.append("")
     return lines, ratio
 
 
@@ -161,7 +176,17 @@ def markdown(res: dict[str, Any]) -> str:
                 goals.append(("(same, against this host's CPU ceiling)", _pct(r2), r2 >= 0.9))
             if other:
                 x = core["items_per_s"] / other["items_per_s"]
+                bound = case["ceiling"]["items_per_s"] / other["items_per_s"]
                 goals.append((">= 5x the best other integration (texts)", f"{x:.1f}x", x >= 5))
+                if bound < 5:
+                    goals.append(
+                        (
+                            "(the most any client can reach here: the network ceiling / the "
+                            "best other integration)",
+                            f"{bound:.1f}x",
+                            None,
+                        )
+                    )
     if "media" in cases:
         case = cases["media"]
         out += ingestion_table(f"Ingestion: {case['items']:,} mixed media items", case, s)
@@ -231,8 +256,9 @@ def memory_table(
     lines += [
         f"Video: {r['video_bytes'] / 2**20:.1f} MB (640x360, 24 fps, AAC), {r['segments']} "
         f"segments, largest {seg:.1f} MB; {r['text_items']:,} text files. Peak resident memory "
-        "(RSS) of the indexing process (`index_paths` into an embedded Chroma), sampled every "
-        "5 ms; the baseline holds the imports (Chroma, google-genai, PyAV, pypdf, Pillow), the "
+        "(RSS) of the indexing process (`index_paths` into an embedded Chroma, after "
+        "`bound_malloc()` as `gemb2 index` runs it; defaults: `max_call_bytes` 4 MiB, "
+        "`max_inflight_bytes` 8 MiB), sampled every 5 ms; the baseline holds the imports (Chroma, google-genai, PyAV, pypdf, Pillow), the "
         "SDK client and the open collection.",
         "",
         "| process, phase | peak RSS MB | over baseline MB | API calls | wall s |",
@@ -296,6 +322,7 @@ def matryoshka_table(r: dict[str, Any]) -> tuple[list[str], list[tuple[str, str,
         f"| {srch['exact']['p95_ms']:.2f} | 1.000 |",
         "",
     ]
+    lines += _matryoshka_disk(r)
     rec = srch["matryoshka"]["recall_at_10"]
     size = d["small_collection"] / d["full_collection"]
     goals = [
@@ -317,3 +344,52 @@ def matryoshka_table(r: dict[str, Any]) -> tuple[list[str], list[tuple[str, str,
         ),
     ]
     return lines, goals
+
+
+def _matryoshka_disk(r: dict[str, Any]) -> list[str]:
+    """What each collection's bytes on disk are, and what that makes of the 25% goal."""
+    parts = r.get("disk_parts")
+    if not parts:
+        return []
+    full, small, n, dims = parts["full"], parts["small"], r["items"], r["small_dims"]
+    rows = [
+        ("data_level0.bin", "HNSW level 0: float32 vector + level-0 links + label, per item"),
+        ("link_lists.bin", "HNSW upper-level links"),
+        ("hnsw other", "header.bin, length.bin, index_metadata.pickle (id map)"),
+        ("sqlite", "chroma.sqlite3 pages in use: ids, documents, metadata, full-text index"),
+        ("sqlite free pages", "chroma.sqlite3 free pages left by the purged embeddings queue"),
+    ]
+    mb = 2**20
+    lines = [
+        f"On disk by part (MB; the embeddings queue holds {full['queued records']} and "
+        f"{small['queued records']} records after the build):",
+        "",
+        f"| part | what | full 3072-d | small {dims}-d | small / full |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for key, what in rows:
+        ratio = f"{100 * small[key] / full[key]:.1f}%" if full[key] else "–"
+        lines.append(f"| {key} | {what} | {full[key] / mb:.1f} | {small[key] / mb:.1f} | {ratio} |")
+    per_full, per_small = full["data_level0.bin"] / n, small["data_level0.bin"] / n
+    links = per_full - 3072 * 4 - 8
+    fixed = ("link_lists.bin", "hnsw other", "sqlite")
+    rest_full = sum(full[k] for k in fixed) / n
+    rest_small = sum(small[k] for k in fixed) / n
+    floor = (dims * 4 + 8 + rest_small) / (per_full + rest_full)
+    packed = (per_small + rest_small) / (per_full + rest_full)
+    lines += [
+        "",
+        f"Per item, `data_level0.bin` holds {per_full:,.0f} bytes at 3072-d and {per_small:,.0f} "
+        f"at {dims}-d: the float32 vector (3072 x 4 or {dims} x 4) plus {links:.0f} bytes of "
+        f"level-0 links (Chroma's default M=16: 2M x 4 + 4) and an 8-byte label, the same for "
+        f"both: {100 * per_small / per_full:.1f}%. The rest (ids in SQLite, the id map, upper "
+        f"links: {rest_full:,.0f} bytes per item in the full collection, {rest_small:,.0f} in "
+        f"the small one) does not shrink with the dimension, and the free pages are one "
+        f"`add()` batch's queued vectors, a fixed amount however many items (the queue is "
+        f"purged automatically; `chroma utils vacuum` would reclaim them). Without the free "
+        f"pages the small collection is {100 * packed:.1f}% of the full one; with no HNSW "
+        f"links at level 0 it would still be {100 * floor:.1f}%. So at {dims}-d float32 in Chroma "
+        f"the 25% goal is out of reach, whatever the HNSW settings.",
+        "",
+    ]
+    return lines

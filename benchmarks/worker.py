@@ -523,7 +523,26 @@ def overhead(job: Job) -> Result:
         contents = [types.Content(parts=[types.Part(text=t)]) for t in texts]
         return _sdk_loop(client, contents, job["dims"])
 
-    clients = {"bare": bare, "gemb2": lambda: emb.embed(texts)}
+    def api_client() -> list[list[float]]:
+        """The same requests gemb2 sends, posted by hand through the SDK's API client: what
+        this SDK costs with no per-Content validation and no gemb2 at all."""
+        api, out = client._api_client, []
+        for i in range(0, len(texts), 100):
+            body = {
+                "requests": [
+                    {
+                        "content": {"parts": [{"text": t}]},
+                        "outputDimensionality": job["dims"],
+                        "model": f"models/{MODEL}",
+                    }
+                    for t in texts[i : i + 100]
+                ]
+            }
+            answer = api.request("post", f"models/{MODEL}:batchEmbedContents", body, None)
+            out.extend(e["values"] for e in json.loads(answer.body)["embeddings"])
+        return out
+
+    clients = {"bare": bare, "api_client": api_client, "gemb2": lambda: emb.embed(texts)}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in clients}
     status, note = "ok", ""
     for _ in range(int(job.get("repeat", 3))):
@@ -642,16 +661,17 @@ class RssSampler:
 
 def memory(job: Job) -> Result:
     """Peak RSS while ``index_paths`` indexes a long video (then, with ``texts_dir``, a
-    folder of texts). ``max_inline_bytes`` lowers the payload per call (a memory bound)."""
+    folder of texts), set up as ``gemb2 index`` runs it. ``max_inline_bytes`` lowers the payload per call (a memory bound)."""
     with RssSampler() as rss:
         import chromadb
         from chromadb.config import Settings
 
         from gemb2 import Limits
         from gemb2.chroma import GeminiEmbeddingFunction, open_collection
-        from gemb2.indexer import index_paths
+        from gemb2.indexer import bound_malloc, index_paths
         from gemb2.loading import load_file
 
+        bound_malloc()  # as `gemb2 index` does before it indexes
         db = Path(tempfile.mkdtemp(prefix="memory-", dir=job.get("tmp")))
         client = chromadb.PersistentClient(
             path=str(db), settings=Settings(anonymized_telemetry=False)
@@ -807,6 +827,7 @@ def matryoshka(job: Job) -> Result:
             "small_collection": _du(small_dir) / 2**20,
             "side_store": side / 2**20,
         },
+        "disk_parts": {"full": _chroma_parts(full_dir), "small": _chroma_parts(small_dir)},
         "search": out,
         "versions": versions("gemb2", "chromadb"),
     }
@@ -838,6 +859,29 @@ def _matryoshka_texts(n: int, n_queries: int) -> tuple[list[str], list[str]]:
 
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _chroma_parts(path: Path) -> dict[str, int]:
+    """Bytes of a persistent Chroma directory by part: the HNSW files, and chroma.sqlite3
+    split into pages in use and free pages (left by the purged embeddings queue)."""
+    import sqlite3
+
+    parts = {"data_level0.bin": 0, "link_lists.bin": 0, "hnsw other": 0, "sqlite": 0}
+    for p in path.rglob("*"):
+        if p.is_file():
+            key = p.name if p.name in parts else "hnsw other"
+            parts["sqlite" if p.name.startswith("chroma.sqlite3") else key] += p.stat().st_size
+    db = sqlite3.connect(f"file:{path / 'chroma.sqlite3'}?mode=ro", uri=True)
+    free = (
+        db.execute("PRAGMA freelist_count").fetchone()[0]
+        * db.execute("PRAGMA page_size").fetchone()[0]
+    )
+    queued = db.execute("SELECT COUNT(*) FROM embeddings_queue").fetchone()[0]
+    db.close()
+    parts["sqlite free pages"] = free
+    parts["sqlite"] -= free
+    parts["queued records"] = queued
+    return parts
 
 
 # --------------------------------------------------------------------------- entry
