@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,7 +141,11 @@ class Embedder:
         self.cache = cache
         self.usage = Usage()
         self.transport = Transport(settings)
-        self._limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+        self._limiter = RateLimiter(
+            settings.requests_per_minute,
+            settings.tokens_per_minute,
+            burst=settings.max_concurrency,  # each worker's first call need not wait its turn
+        )
         self._sem = threading.BoundedSemaphore(settings.max_concurrency)
         self._asems: dict[int, asyncio.Semaphore] = {}
         self._budget = _ByteBudget(settings.max_inflight_bytes)
@@ -274,7 +278,7 @@ class Embedder:
         tokens = check_item(item, i, spec, limits, use_video_audio=s.use_video_audio)
         cond = condition(item, spec, task_name, role)
         if cond.text is not None:  # the prefix counts too: check what is sent
-            sent = estimate_tokens(cond.text)
+            sent = _sent_tokens(cond.text, item, tokens.get("text", 0), limits.max_tokens)
             if sent > limits.max_tokens:
                 raise LimitExceededError(
                     f"text is about {sent} tokens with its task prefix",
@@ -390,7 +394,9 @@ class Embedder:
             }
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                # land each batch as it arrives: its checks overlap the other calls' waits,
+                # and on_batch stores it at once
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     if fut.cancelled():
                         continue
@@ -556,6 +562,19 @@ def _needs_reading(value: object) -> bool | None:
             return None
         return not value.is_text_only
     return True
+
+
+def _sent_tokens(sent: str, item: Item, own: int, limit: int) -> int:
+    """Tokens of the prefixed text, estimated exactly only when a cheaper bound fails the
+    limit: the estimate is subadditive, so prefix + text <= estimate(prefix) + estimate(text)
+    when the prefix ends in whitespace and the item is one text (the usual case)."""
+    if len(item.parts) == 1 and sent.endswith(item.text):
+        prefix = sent[: len(sent) - len(item.text)]
+        if not prefix or prefix[-1].isspace():
+            bound = own + estimate_tokens(prefix)
+            if bound <= limit:
+                return bound
+    return estimate_tokens(sent)
 
 
 def _inline_bytes(batch: list[_Prepared]) -> int:

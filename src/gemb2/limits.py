@@ -53,9 +53,8 @@ def check_item(
     """Raise a typed error naming the item, what is wrong and the limit.
 
     Returns the item's estimated input tokens by modality, for pacing and cost."""
-    name = item.name
     if not item.parts:
-        raise InputError("item is empty", item=index, source=name)
+        raise InputError("item is empty", item=index, source=item.name)
     for text in item.texts:
         try:
             text.encode("utf-8")
@@ -64,17 +63,17 @@ def check_item(
                 f"text holds a character that is not valid Unicode ({text[exc.start]!r} at "
                 f"position {exc.start}), e.g. from bytes decoded with errors='surrogateescape'",
                 item=index,
-                source=name,
+                source=item.name,
                 limit="valid UTF-8 text",
             ) from None
     tokens = sum(estimate_tokens(t) for t in item.texts)
     if item.is_text_only and not item.text.strip():
-        raise InputError("text is empty", item=index, source=name, limit="at least 1 token")
+        raise InputError("text is empty", item=index, source=item.name, limit="at least 1 token")
     if tokens > limits.max_tokens:
         raise LimitExceededError(
             f"text is about {tokens} tokens",
             item=index,
-            source=name,
+            source=item.name,
             limit=f"{limits.max_tokens} tokens per item for {spec.id}; split it with gemb2.segment",
         )
     counts = Counter(m.modality for m in item.media)
@@ -83,7 +82,7 @@ def check_item(
             raise UnsupportedMediaError(
                 f"{spec.id} is text-only and cannot embed {modality}",
                 item=index,
-                source=name,
+                source=item.name,
                 limit="use gemini-embedding-2 for media",
             )
         allowed = {
@@ -96,7 +95,7 @@ def check_item(
             raise LimitExceededError(
                 f"{count} {modality} parts in one item",
                 item=index,
-                source=name,
+                source=item.name,
                 limit=f"{allowed} {modality} per item",
             )
     payload = sum(m.size for m in item.media) + len(item.text.encode("utf-8"))
@@ -104,7 +103,7 @@ def check_item(
         raise LimitExceededError(
             f"inline payload is {payload / 1e6:.1f} MB",
             item=index,
-            source=name,
+            source=item.name,
             limit=f"{limits.max_inline_bytes / 1e6:.0f} MB inline; upload through the Files API "
             "or split the media",
         )

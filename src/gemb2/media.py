@@ -320,15 +320,16 @@ class Item:
             )
         return cls.from_path(Path(uri))
 
-    @property
+    # cached: the parts never change, and limits, conditioning and batching all ask
+    @cached_property
     def media(self) -> list[Media]:
         return [p for p in self.parts if isinstance(p, Media)]
 
-    @property
+    @cached_property
     def texts(self) -> list[str]:
         return [p for p in self.parts if isinstance(p, str)]
 
-    @property
+    @cached_property
     def text(self) -> str:
         return "\n".join(self.texts)
 

@@ -10,13 +10,26 @@ import time
 class RateLimiter:
     """Two token buckets (requests, tokens) refilled continuously over a minute.
 
+    Requests follow the generic cell rate algorithm: a burst of ``burst``, then one per
+    interval; any 60 s window holds at most ``requests_per_minute`` of them.
+
     ``reserve`` books capacity and returns how long the caller must wait, so the
     same object paces both the thread pool and asyncio tasks.
     """
 
-    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
+    def __init__(
+        self,
+        requests_per_minute: float | None,
+        tokens_per_minute: float | None,
+        *,
+        burst: int = 1,
+    ) -> None:
         self.rpm = requests_per_minute
         self.tpm = tokens_per_minute
+        # up to ``burst`` requests may start together (e.g. the first call of each worker);
+        # the interval after them is stretched so no 60 s window holds more than rpm
+        self.burst = max(1, min(burst, int(requests_per_minute or 1)))
+        self._interval = 60.0 / (self.rpm - self.burst + 1) if self.rpm else 0.0
         self._lock = threading.Lock()
         now = time.monotonic()
         self._req_free_at = now
@@ -33,12 +46,12 @@ class RateLimiter:
             now = time.monotonic()
             start = now
             if self.rpm:
-                start = max(start, self._req_free_at)
+                start = max(start, self._req_free_at - (self.burst - 1) * self._interval)
             if self.tpm and tokens:
                 # a burst of up to one minute's tokens is allowed, then pace
                 start = max(start, self._tok_free_at - 60.0)
             if self.rpm:
-                self._req_free_at = max(self._req_free_at, start) + 60.0 / self.rpm
+                self._req_free_at = max(self._req_free_at, start) + self._interval
             if self.tpm and tokens:
                 self._tok_free_at = max(self._tok_free_at, now) + 60.0 * tokens / self.tpm
             return max(0.0, start - now)

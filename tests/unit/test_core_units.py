@@ -107,6 +107,22 @@ def test_rate_limiter_paces_requests() -> None:
     assert time.monotonic() - t0 >= 0.45
 
 
+def test_rate_limiter_burst_then_paced_within_the_minute() -> None:
+    rpm, burst = 600, 4
+    limiter = RateLimiter(requests_per_minute=rpm, tokens_per_minute=None, burst=burst)
+    delays = [limiter.reserve() for _ in range(200)]  # booked at once: delay = its start
+    assert delays[:burst] == [0.0] * burst  # the first `burst` go together
+    assert all(b > a for a, b in zip(delays[burst - 1 :], delays[burst:], strict=False))
+    # rpm requests over 60 s: the last of 200 starts no sooner than strict pacing allows
+    assert delays[-1] >= (200 - burst) * 60.0 / rpm
+    # and no 60 s window holds more than rpm (checked where a minute matters: rpm=10)
+    slow = RateLimiter(requests_per_minute=10, tokens_per_minute=None, burst=burst)
+    starts = [slow.reserve() for _ in range(40)]
+    assert starts[:burst] == [0.0] * burst
+    for t in starts:
+        assert sum(1 for u in starts if t <= u < t + 60.0 - 1e-3) <= 10  # µs of drift
+
+
 def test_heic_is_left_to_the_service() -> None:
     from gemb2.limits import check_item
 

@@ -25,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=DEFAULT_PORT, help=f"port, 0 for a free one ({DEFAULT_PORT})"
     )
     parser.add_argument(
-        "--latency", type=float, default=d.latency_per_request, help="seconds added per request"
+        "--latency",
+        type=float,
+        default=d.latency_per_request,
+        help="seconds each call takes, own work included",
     )
     parser.add_argument(
-        "--latency-per-item", type=float, default=d.latency_per_item, help="seconds per item"
+        "--latency-per-item", type=float, default=d.latency_per_item, help="seconds more per item"
     )
     parser.add_argument(
         "--rate-limit-rpm", type=float, default=None, help="requests per minute, then 429"

@@ -19,8 +19,9 @@ class EmulatorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    latency_per_request: float = Field(0.0, ge=0, description="seconds added to every call")
-    latency_per_item: float = Field(0.0, ge=0, description="seconds added per embedded item")
+    # together the service time of a call: the emulator's own work counts in it, not on top
+    latency_per_request: float = Field(0.0, ge=0, description="seconds each call takes")
+    latency_per_item: float = Field(0.0, ge=0, description="seconds more per embedded item")
     rate_limit_rpm: float | None = Field(
         None, gt=0, description="requests per sliding 60 s window; over it answer 429"
     )

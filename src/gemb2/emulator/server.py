@@ -14,6 +14,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -109,12 +110,14 @@ class EmulatorApp:
                 f"no route for POST {path}; the emulator serves "
                 f"models/{{model}}:embedContent and :batchEmbedContents"
             )
+        # the latency model is the whole service time: the emulator's own work counts in it
+        started = time.monotonic()
         body, parse_error = _parse_json(raw)
         self.stats.count_request(body, len(raw))
         cfg = self.config
         self._faults(cfg)
-        self.sleep(cfg.latency_per_request)
         if parse_error is not None:
+            self.sleep(cfg.latency_per_request)
             raise api_errors.invalid(parse_error)
         assert body is not None
         ver, method = m.group("ver"), m.group("method")
@@ -137,7 +140,6 @@ class EmulatorApp:
             parse_item(i, r, spec, cfg.dimensions_default, self.media)
             for i, r in enumerate(requests)
         ]
-        self.sleep(cfg.latency_per_item * len(items))
         space = space_of(spec.id)
         vectors = [
             output_values(content_vector(space, it.parts, it.identity), it.dims) for it in items
@@ -145,7 +147,10 @@ class EmulatorApp:
         self.stats.count_items(
             len(items), [it.task for it in items if it.task], [it.dims for it in items]
         )
-        return 200, _answer(method, vertex, items, vectors)
+        answer = _dumps(_answer(method, vertex, items, vectors))  # written inside the time too
+        service = cfg.latency_per_request + cfg.latency_per_item * len(items)
+        self.sleep(service - (time.monotonic() - started))
+        return 200, answer
 
     def _faults(self, cfg: EmulatorConfig) -> None:
         wait = self.limiter.acquire()
@@ -392,7 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, code: int, body: Any) -> None:
-        data = _dumps(body)
+        data = body if isinstance(body, bytes) else _dumps(body)
         try:
             self.send_response(code)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
