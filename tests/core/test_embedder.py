@@ -283,3 +283,19 @@ def test_non_finite_or_zero_vectors_are_refused() -> None:
             emb._validate(batch, CallResult([good, bad], None))
     with pytest.raises(ResponseMismatchError, match="got a 3-d vector"):
         emb._validate(batch, CallResult([good, [1.0, 2.0, 3.0]], None))
+
+
+def test_each_batch_lands_while_later_calls_are_still_to_come(emulator: Emulator) -> None:
+    """on_batch hands over a batch as soon as it arrives, not after the last call."""
+    emulator.configure(latency_per_request=0.2)
+    seen: list[tuple[list[int], int]] = []
+
+    def on_batch(indices: list[int], vectors: list[list[float]]) -> None:
+        seen.append((indices, emulator.stats.requests))
+
+    emb = make(emulator, dimensions=128, batch_size=10, max_concurrency=2)
+    out = emb.embed([f"text {i}" for i in range(60)], on_batch=on_batch)
+    assert len(out) == 60 and len(seen) == 6
+    assert sorted(i for indices, _ in seen for i in indices) == list(range(60))
+    # the first batch landed when at most 3 of the 6 calls had been sent
+    assert seen[0][1] <= 3
