@@ -48,7 +48,7 @@ from .loading import file_hash, load_file
 from .media import Item, ItemLike, Media, as_items
 from .models import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
 from .tasks import Role
-from .wire import content_json
+from .wire import item_json
 
 log = logging.getLogger("gemb2")
 
@@ -885,7 +885,7 @@ def _estimate(entries: list[_Entry]) -> CostEstimate:
 
 def _line(e: _Entry, dims: int) -> dict[str, Any]:
     """One JSONL line: the caller's key and the request an online call would send."""
-    request: dict[str, Any] = {"content": content_json(e.prepared.content)}
+    request: dict[str, Any] = {"content": item_json(e.prepared.item, e.prepared.text)}
     if e.prepared.task_type:
         request["taskType"] = e.prepared.task_type
     if e.prepared.title:
@@ -926,7 +926,7 @@ def _fallback_ref(e: _Entry) -> dict[str, Any]:
             "piece": meta["piece"],
             "file_hash": meta["file_hash"],
         }
-    return {"content": content_json(e.prepared.content)}
+    return {"content": item_json(e.prepared.item, e.prepared.text)}
 
 
 def _restore(ref: Mapping[str, Any], embedder: Embedder) -> Item:

@@ -499,14 +499,13 @@ class Embedder:
             self._budget.acquire(nbytes)
             try:
                 with self._sem:
-                    contents = [p.content for p in batch]
-                    result = self.transport.embed(contents, batch[0].task_type, batch[0].title)
+                    result = self.transport.embed(
+                        [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
+                    )
             except Exception as exc:
-                contents = []
                 self._budget.release(nbytes)
                 time.sleep(self._next_wait(exc, attempt))
                 continue
-            del contents
             self._budget.release(nbytes)
             self._record(batch, result, attempt)
             return result
@@ -523,16 +522,13 @@ class Embedder:
             await budget.aacquire(nbytes)
             try:
                 async with sem:
-                    contents = [p.content for p in batch]
                     result = await self.transport.aembed(
-                        contents, batch[0].task_type, batch[0].title
+                        [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
                     )
             except Exception as exc:
-                contents = []
                 await budget.arelease(nbytes)
                 await asyncio.sleep(self._next_wait(exc, attempt))
                 continue
-            del contents
             await budget.arelease(nbytes)
             self._record(batch, result, attempt)
             return result

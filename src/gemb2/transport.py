@@ -1,12 +1,13 @@
 """The one place that talks to google-genai: client construction and raw calls.
 
-It knows nothing of items, limits or retries; it sends Contents and returns vectors.
+It knows nothing of limits or retries; it sends items and returns vectors.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -16,6 +17,7 @@ from google.genai import types
 
 from . import wire
 from .errors import ConfigError
+from .media import Item
 from .settings import API_KEY_ENV_VARS, EmbedSettings
 
 log = logging.getLogger("gemb2")
@@ -98,29 +100,30 @@ class Transport:
         )
 
     def embed(
-        self, contents: list[types.Content], task_type: str | None, title: str | None
+        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
     ) -> CallResult:
+        """One call for ``(item, text)`` pairs; ``text`` replaces a text-only item's own."""
         api = self._raw_api()
         if api is not None:
-            path, body = self._raw_request(contents, task_type, title)
+            path, body = self._raw_request(items, task_type, title)
             return _raw_result(api.request("post", path, body, None))
         response = self.client.models.embed_content(
             model=self.settings.spec.id,
-            contents=contents,
+            contents=[item.to_content(text) for item, text in items],
             config=self._config(task_type, title),
         )
         return _result(response)
 
     async def aembed(
-        self, contents: list[types.Content], task_type: str | None, title: str | None
+        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
     ) -> CallResult:
         api = self._raw_api()
         if api is not None:
-            path, body = self._raw_request(contents, task_type, title)
+            path, body = self._raw_request(items, task_type, title)
             return _raw_result(await api.async_request("post", path, body, None))
         response = await self.client.aio.models.embed_content(
             model=self.settings.spec.id,
-            contents=contents,
+            contents=[item.to_content(text) for item, text in items],
             config=self._config(task_type, title),
         )
         return _result(response)
@@ -138,9 +141,10 @@ class Transport:
         return api
 
     def _raw_request(
-        self, contents: list[types.Content], task_type: str | None, title: str | None
+        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
     ) -> tuple[str, dict[str, Any]]:
         model = self.settings.spec.id
+        contents = [wire.item_json(item, text) for item, text in items]
         body = wire.batch_embed_request(
             model, contents, task_type, title, self.settings.resolved_dimensions
         )

@@ -4,7 +4,7 @@ The SDK's public ``embed_content`` re-validates every Content of a batch through
 before it sends it: about 0.6 ms of CPU per item, more than everything else a call costs.
 gemb2 has already checked each item, so the Developer API path builds the same JSON here
 and posts it through the SDK's own API client (same auth, headers, timeouts and error
-types). Tests compare these bodies with the SDK's own, byte for byte.
+types). Tests compare these bodies with the SDK's own, key for key.
 """
 
 from __future__ import annotations
@@ -13,22 +13,27 @@ import base64
 from typing import Any
 
 import orjson
-from google.genai import types
+
+from .media import Item, Media
 
 
-def content_json(content: types.Content) -> dict[str, Any]:
-    """A Content as the SDK sends it: snake_case fields, URL-safe base64 for bytes."""
-    return dict(_encode_bytes(content.model_dump(exclude_none=True)))
+def item_json(item: Item, text: str | None = None) -> dict[str, Any]:
+    """What the SDK sends for ``item.to_content(text)`` (snake_case fields, URL-safe
+    base64), built without its pydantic models: about 50 µs an item less. The tests hold
+    the two equal."""
+    if text is not None:
+        return {"parts": [{"text": text}], "role": "user"}
+    return {"parts": [_part_json(p) for p in item.parts], "role": "user"}
 
 
-def _encode_bytes(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.urlsafe_b64encode(value).decode("ascii")
-    if isinstance(value, dict):
-        return {k: _encode_bytes(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encode_bytes(v) for v in value]
-    return value
+def _part_json(part: str | Media) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"text": part}
+    data = part.read()
+    if data is not None:
+        b64 = base64.urlsafe_b64encode(data).decode("ascii")
+        return {"inline_data": {"data": b64, "mime_type": part.mime_type}}
+    return {"file_data": {"file_uri": part.uri, "mime_type": part.mime_type}}
 
 
 def model_path(model: str) -> str:
@@ -38,12 +43,12 @@ def model_path(model: str) -> str:
 
 def batch_embed_request(
     model: str,
-    contents: list[types.Content],
+    contents: list[dict[str, Any]],
     task_type: str | None,
     title: str | None,
     dimensions: int | None,
 ) -> dict[str, Any]:
-    """The body of ``{model}:batchEmbedContents``, in the SDK's key order."""
+    """The body of ``{model}:batchEmbedContents`` for contents already in wire form."""
     name = model_path(model)
     extra: dict[str, Any] = {}
     if task_type:
@@ -53,7 +58,7 @@ def batch_embed_request(
     if dimensions:
         extra["outputDimensionality"] = dimensions
     extra["model"] = name
-    return {"requests": [{"content": content_json(c), **extra} for c in contents]}
+    return {"requests": [{"content": c, **extra} for c in contents]}
 
 
 def batch_embed_vectors(body: str) -> tuple[list[list[float]], int | None]:

@@ -29,44 +29,49 @@ def sdk_body(emulator: Emulator, contents: list[types.Content], **config: object
     return body
 
 
-def mixed_contents(media_dir: Path) -> list[types.Content]:
-    items = [
-        Item.of("plain text"),
-        Item.of(["a caption", Media.from_path(media_dir / "red_circle.png")]),
-        Item.of(Media.from_path(media_dir / "piano.wav")),
-        Item.of(Media.from_url("gs://bucket/photo.jpg", mime_type="image/jpeg")),
+def mixed_items(media_dir: Path) -> list[tuple[Item, str | None]]:
+    """Text, text with its task prefix, interleaved text + image, audio, and a URI."""
+    return [
+        (Item.of("plain text"), None),
+        (Item.of("plain text"), "title: none | text: plain text"),
+        (Item.of(["a caption", Media.from_path(media_dir / "red_circle.png")]), None),
+        (Item.of(Media.from_path(media_dir / "piano.wav")), None),
+        (Item.of(Media.from_url("gs://bucket/photo.jpg", mime_type="image/jpeg")), None),
     ]
-    return [item.to_content() for item in items]
+
+
+def as_contents(items: list[tuple[Item, str | None]]) -> list[types.Content]:
+    return [item.to_content(text) for item, text in items]
 
 
 @pytest.mark.parametrize("task_type,title", [(None, None), ("RETRIEVAL_DOCUMENT", "A title")])
 def test_request_body_equals_the_sdks_own(
     emulator: Emulator, media_dir: Path, task_type: str | None, title: str | None
 ) -> None:
-    contents = mixed_contents(media_dir)
+    items = mixed_items(media_dir)
     expected = sdk_body(
-        emulator, contents, task_type=task_type, title=title, output_dimensionality=768
+        emulator, as_contents(items), task_type=task_type, title=title, output_dimensionality=768
     )
     transport = Transport(Embedder(base_url=emulator.base_url, dimensions=768).settings)
-    result = transport.embed(contents, task_type, title)
+    result = transport.embed(items, task_type, title)
     assert emulator.stats.last_bodies[-1] == expected
-    assert len(result.vectors) == 4 and all(len(v) == 768 for v in result.vectors)
-    asyncio.run(transport.aembed(contents, task_type, title))
+    assert len(result.vectors) == 5 and all(len(v) == 768 for v in result.vectors)
+    asyncio.run(transport.aembed(items, task_type, title))
     assert emulator.stats.last_bodies[-1] == expected
 
 
 def test_vectors_equal_the_sdks_own(emulator: Emulator, media_dir: Path) -> None:
-    contents = mixed_contents(media_dir)
+    items = mixed_items(media_dir)
     client = genai.Client(
         api_key="not-a-key", http_options=types.HttpOptions(base_url=emulator.base_url)
     )
     sdk = client.models.embed_content(
         model="gemini-embedding-2",
-        contents=contents,
+        contents=as_contents(items),
         config=types.EmbedContentConfig(output_dimensionality=3072),
     )
     transport = Transport(Embedder(base_url=emulator.base_url, dimensions=3072).settings)
-    ours = transport.embed(contents, None, None).vectors
+    ours = transport.embed(items, None, None).vectors
     assert sdk.embeddings is not None
     assert ours == [e.values for e in sdk.embeddings]
 
@@ -74,10 +79,10 @@ def test_vectors_equal_the_sdks_own(emulator: Emulator, media_dir: Path) -> None
 def test_service_errors_keep_the_sdks_types(emulator: Emulator) -> None:
     emulator.configure(fault_rate=1.0, faults=["429"], retry_delay=0.0)
     transport = Transport(Embedder(base_url=emulator.base_url, dimensions=768).settings)
-    contents = [Item.of("x").to_content()]
+    items: list[tuple[Item, str | None]] = [(Item.of("x"), None)]
     with pytest.raises(errors.ClientError) as sync_err:
-        transport.embed(contents, None, None)
+        transport.embed(items, None, None)
     with pytest.raises(errors.ClientError) as async_err:
-        asyncio.run(transport.aembed(contents, None, None))
+        asyncio.run(transport.aembed(items, None, None))
     assert sync_err.value.code == async_err.value.code == 429
     assert "RESOURCE_EXHAUSTED" in str(sync_err.value)
