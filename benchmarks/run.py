@@ -1,6 +1,6 @@
 """Benchmarks: gemb2 against the ceiling and the frameworks' own Google integrations.
 
-    .venv/bin/python benchmarks/run.py            # everything, about 15-20 min on 2 cores
+    .venv/bin/python benchmarks/run.py            # everything, about 25 min on 2 cores
     .venv/bin/python benchmarks/run.py --quick    # smaller sizes, a few minutes
 
 One run measures every row side by side against one local emulator (started here, on
@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--video-seconds", type=int, help="length of the memory case's video (600)")
     p.add_argument("--memory-texts", type=int, help="text files in the memory case (10000)")
     p.add_argument("--reindex-texts", type=int, default=300, help="text files beside the media")
-    p.add_argument("--matryoshka-items", type=int, help="items in the Matryoshka case (50000)")
+    p.add_argument("--matryoshka-items", type=int, help="items in the Matryoshka case (100000)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where the tables go")
     args = p.parse_args(argv)
     quick = args.quick
@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.media = args.media or (40 if quick else 200)
     args.video_seconds = args.video_seconds or (120 if quick else 600)
     args.memory_texts = args.memory_texts or (1000 if quick else 10000)
-    args.matryoshka_items = args.matryoshka_items or (3000 if quick else 50000)
+    args.matryoshka_items = args.matryoshka_items or (3000 if quick else 100_000)
     if quick:
         args.reindex_texts = min(args.reindex_texts, 60)
         args.repeat = min(args.repeat, 2)

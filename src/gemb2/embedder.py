@@ -60,7 +60,8 @@ class _Prepared:
 
     @property
     def content(self) -> types.Content:
-        """Built when its call is sent, so deferred media are read then and dropped after."""
+        """The SDK Content, built on demand (Batch Mode's inline jobs send these; online
+        calls build their body from ``item`` and ``text`` when they are sent)."""
         return self.item.to_content(self.text)
 
 
