@@ -159,7 +159,7 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     goals: list[tuple[str, str, bool | None]] = []
     for line in res.get("log", []):
-        out.append(f"> {line}")
+        out += [f"> {line}", ""]
     if "text" in cases:
         case = cases["text"]
         out += ingestion_table(f"Ingestion: {case['items']:,} short texts", case, s)

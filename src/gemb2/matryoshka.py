@@ -187,18 +187,20 @@ class MatryoshkaIndex:
     ) -> list[Hit]:
         q = np.asarray(full, dtype=np.float32)
         q = q / (np.linalg.norm(q) or 1.0)
-        # the shortlist: ids and distances only; documents and metadatas are fetched
-        # below for the k survivors alone
+        # the shortlist, documents and metadatas included: one Chroma call (a second one,
+        # to fetch them for the k survivors alone, cost as much as it saved: measured)
         res = self.collection.query(
             query_embeddings=[shrink(q, self.small_dims)],
             n_results=k * self.oversample,
             where=where,
-            include=["distances"],
+            include=["distances", "metadatas", "documents"],
         )
         ids = list(res["ids"][0])
         if not ids:
             return []
         small = [1.0 - float(d) for d in res["distances"][0]]
+        metas = (res.get("metadatas") or [[None] * len(ids)])[0]
+        docs = (res.get("documents") or [[None] * len(ids)])[0]
         # re-rank: one matrix-vector product over the candidates' full vectors; a
         # candidate missing from the side store keeps its shortlist score
         vecs, found = self.store.matrix(ids)
@@ -206,24 +208,16 @@ class MatryoshkaIndex:
         exact = (vecs @ q) / np.where(norms == 0, 1, norms)
         scores = [float(exact[i]) if found[i] else small[i] for i in range(len(ids))]
         order = sorted(range(len(ids)), key=scores.__getitem__, reverse=True)[:k]
-        top = [ids[i] for i in order]
-        got = self.collection.get(ids=top, include=["metadatas", "documents"])
-        metas = got.get("metadatas") or [None] * len(got["ids"])
-        docs = got.get("documents") or [None] * len(got["ids"])
-        extra = {rid: (m, d) for rid, m, d in zip(got["ids"], metas, docs, strict=True)}
-        hits = []
-        for i in order:
-            meta, doc = extra.get(ids[i], (None, None))
-            hits.append(
-                Hit(
-                    id=ids[i],
-                    score=scores[i],
-                    shortlist_score=small[i],
-                    metadata=dict(meta or {}),
-                    document=doc,
-                )
+        return [
+            Hit(
+                id=ids[i],
+                score=scores[i],
+                shortlist_score=small[i],
+                metadata=dict(metas[i] or {}),
+                document=docs[i],
             )
-        return hits
+            for i in order
+        ]
 
     def query(
         self, query: ItemLike, k: int = 10, *, where: dict[str, Any] | None = None

@@ -146,7 +146,7 @@ class Recording:
         return self.col.get(**kwargs)
 
 
-def test_query_fetches_documents_for_final_k_only(emulator: Emulator, tmp_path: Path) -> None:
+def test_query_is_one_shortlist_call_and_a_rerank(emulator: Emulator, tmp_path: Path) -> None:
     ids, texts = corpus()
     index = build(emulator, tmp_path)
     index.upsert(ids, texts, metadatas=[{"n": i} for i in range(240)], documents=texts)
@@ -157,7 +157,7 @@ def test_query_fetches_documents_for_final_k_only(emulator: Emulator, tmp_path: 
     rec = Recording(index.collection)
     index.collection = rec
     hits = index.query_vector(q, k=5)
-    assert rec.calls == [("query", ["distances"], 20), ("get", ["metadatas", "documents"], 5)]
+    assert rec.calls == [("query", ["distances", "metadatas", "documents"], 20)]
     assert len(hits) == 5
     for h in hits:
         n = ids.index(h.id)
@@ -171,7 +171,7 @@ def test_query_fetches_documents_for_final_k_only(emulator: Emulator, tmp_path: 
     assert [h.id for h in hits if h.id != "doc0"] == [
         ids[i] for i in sorted(present, key=lambda i: -float(full[i] @ q))
     ][: len([h for h in hits if h.id != "doc0"])]
-    # a filter that matches nothing: no get at all
+    # a filter that matches nothing: nothing more to do
     rec.calls.clear()
     assert index.query_vector(q, k=5, where={"n": -1}) == []
     assert [c[0] for c in rec.calls] == ["query"]
