@@ -28,16 +28,14 @@ from .cache import VectorCache
 from .errors import (
     ConfigError,
     InputError,
-    LimitExceededError,
     ResponseMismatchError,
     RetryExhaustedError,
 )
-from .limits import check_item
+from .limits import check_item, check_sent_text
 from .media import Item, ItemLike, as_items
 from .ratelimit import RateLimiter
 from .settings import EmbedSettings
 from .tasks import Role, condition
-from .tokens import estimate_tokens
 from .transport import CallResult, Transport
 from .usage import CallUsage, Usage
 
@@ -279,15 +277,7 @@ class Embedder:
         tokens = check_item(item, i, spec, limits, use_video_audio=s.use_video_audio)
         cond = condition(item, spec, task_name, role)
         if cond.text is not None:  # the prefix counts too: check what is sent
-            sent = _sent_tokens(cond.text, item, tokens.get("text", 0), limits.max_tokens)
-            if sent > limits.max_tokens:
-                raise LimitExceededError(
-                    f"text is about {sent} tokens with its task prefix",
-                    item=i,
-                    source=item.name,
-                    limit=f"{limits.max_tokens} tokens per item for {spec.id}; "
-                    "split it with gemb2.segment",
-                )
+            check_sent_text(cond.text, item, i, tokens.get("text", 0), spec, limits)
         # the content address only serves the cache: no hashing on the hot path without one
         key = ""
         if self.cache is not None:
@@ -559,19 +549,6 @@ def _needs_reading(value: object) -> bool | None:
             return None
         return not value.is_text_only
     return True
-
-
-def _sent_tokens(sent: str, item: Item, own: int, limit: int) -> int:
-    """Tokens of the prefixed text, estimated exactly only when a cheaper bound fails the
-    limit: the estimate is subadditive, so prefix + text <= estimate(prefix) + estimate(text)
-    when the prefix ends in whitespace and the item is one text (the usual case)."""
-    if len(item.parts) == 1 and sent.endswith(item.text):
-        prefix = sent[: len(sent) - len(item.text)]
-        if not prefix or prefix[-1].isspace():
-            bound = own + estimate_tokens(prefix)
-            if bound <= limit:
-                return bound
-    return estimate_tokens(sent)
 
 
 def _inline_bytes(batch: list[_Prepared]) -> int:

@@ -70,12 +70,7 @@ def check_item(
     if item.is_text_only and not item.text.strip():
         raise InputError("text is empty", item=index, source=item.name, limit="at least 1 token")
     if tokens > limits.max_tokens:
-        raise LimitExceededError(
-            f"text is about {tokens} tokens",
-            item=index,
-            source=item.name,
-            limit=f"{limits.max_tokens} tokens per item for {spec.id}; split it with gemb2.segment",
-        )
+        raise _too_long(f"text is about {tokens} tokens", item, index, spec, limits)
     counts = Counter(m.modality for m in item.media)
     for modality, count in counts.items():
         if modality not in spec.modalities:
@@ -172,3 +167,33 @@ def check_items(
         check_item(item, i, spec, limits, use_video_audio=use_video_audio)
         for i, item in enumerate(items)
     ]
+
+
+def check_sent_text(
+    sent: str, item: Item, index: int, own: int, spec: ModelSpec, limits: Limits
+) -> None:
+    """The text actually sent (the item's, with its task prefix) within the token limit.
+
+    The estimate is subadditive, so estimate(prefix) + the item's own ``own`` tokens bounds
+    it when the prefix ends in whitespace and the item is one text (the usual case): only
+    a bound over the limit is worth estimating exactly."""
+    if len(item.parts) == 1 and sent.endswith(item.text):
+        prefix = sent[: len(sent) - len(item.text)]
+        if (not prefix or prefix[-1].isspace()) and own + estimate_tokens(prefix) <= (
+            limits.max_tokens
+        ):
+            return
+    tokens = estimate_tokens(sent)
+    if tokens > limits.max_tokens:
+        raise _too_long(
+            f"text is about {tokens} tokens with its task prefix", item, index, spec, limits
+        )
+
+
+def _too_long(what: str, item: Item, index: int, spec: ModelSpec, limits: Limits) -> Exception:
+    return LimitExceededError(
+        what,
+        item=index,
+        source=item.name,
+        limit=f"{limits.max_tokens} tokens per item for {spec.id}; split it with gemb2.segment",
+    )
