@@ -48,7 +48,7 @@ from .loading import file_hash, load_file
 from .media import Item, ItemLike, Media, as_items
 from .models import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
 from .tasks import Role
-from .wire import item_json
+from .wire import embed_request, item_json
 
 log = logging.getLogger("gemb2")
 
@@ -885,13 +885,9 @@ def _estimate(entries: list[_Entry]) -> CostEstimate:
 
 def _line(e: _Entry, dims: int) -> dict[str, Any]:
     """One JSONL line: the caller's key and the request an online call would send."""
-    request: dict[str, Any] = {"content": item_json(e.prepared.item, e.prepared.text)}
-    if e.prepared.task_type:
-        request["taskType"] = e.prepared.task_type
-    if e.prepared.title:
-        request["title"] = e.prepared.title
-    request["outputDimensionality"] = dims
-    return {"key": e.key, "request": request}
+    p = e.prepared
+    content = item_json(p.item, p.text)
+    return {"key": e.key, "request": embed_request(content, p.task_type, p.title, dims)}
 
 
 def _line_size(e: _Entry) -> int:

@@ -41,6 +41,27 @@ def model_path(model: str) -> str:
     return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
 
 
+def embed_request(
+    content: dict[str, Any],
+    task_type: str | None,
+    title: str | None,
+    dimensions: int | None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """One EmbedContentRequest: online batches name the model in each, Batch Mode lines
+    leave it to the job."""
+    request: dict[str, Any] = {"content": content}
+    if task_type:
+        request["taskType"] = task_type
+    if title:
+        request["title"] = title
+    if dimensions:
+        request["outputDimensionality"] = dimensions
+    if model:
+        request["model"] = model_path(model)
+    return request
+
+
 def batch_embed_request(
     model: str,
     contents: list[dict[str, Any]],
@@ -49,16 +70,7 @@ def batch_embed_request(
     dimensions: int | None,
 ) -> dict[str, Any]:
     """The body of ``{model}:batchEmbedContents`` for contents already in wire form."""
-    name = model_path(model)
-    extra: dict[str, Any] = {}
-    if task_type:
-        extra["taskType"] = task_type
-    if title:
-        extra["title"] = title
-    if dimensions:
-        extra["outputDimensionality"] = dimensions
-    extra["model"] = name
-    return {"requests": [{"content": c, **extra} for c in contents]}
+    return {"requests": [embed_request(c, task_type, title, dimensions, model) for c in contents]}
 
 
 def batch_embed_vectors(body: str) -> tuple[list[list[float]], int | None]:
