@@ -179,14 +179,7 @@ class _Spool:
 
 
 def _read_path(path: Path) -> Any:
-    def read() -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            reason = f"cannot read file: {exc.strerror or exc}"
-            raise MediaReadError(reason, source=str(path)) from exc
-
-    return read
+    return lambda: probe.read_file(path)
 
 
 def _deferred_items(path: Path, cut: Any, digest: str) -> list[Item]:

@@ -283,11 +283,7 @@ class Item:
         p = Path(path)
         probe.check_regular_file(p)
         if p.suffix.lower() in probe.TEXT_SUFFIXES:
-            try:
-                data = p.read_bytes()
-            except OSError as exc:
-                reason = f"cannot read file: {exc.strerror or exc}"
-                raise MediaReadError(reason, source=str(p)) from exc
+            data = probe.read_file(p)
             if probe.sniff_mime(data) is None:
                 if not probe.looks_like_text(data):
                     raise MediaReadError(

@@ -190,3 +190,13 @@ def check_image(data: bytes, name: str = "<image>") -> tuple[int, int] | None:
         raise MediaReadError("cannot decode image: not a valid image file", source=name) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise MediaReadError(f"cannot decode image: {exc}", source=name) from exc
+
+
+def read_file(path: Path, name: str | None = None) -> bytes:
+    """A file's bytes, or ``MediaReadError`` naming it and the OS's reason."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise MediaReadError(
+            f"cannot read file: {exc.strerror or exc}", source=name or str(path)
+        ) from exc

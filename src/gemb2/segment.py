@@ -104,7 +104,7 @@ def split_pdf(
         data, name = source, name or "<pdf>"
     else:
         name = name or str(source)
-        data = _read(Path(source), name)
+        data = probe.read_file(Path(source), name)
 
     from pypdf import PdfReader, PdfWriter
 
@@ -464,13 +464,6 @@ def _keep(scan: _Scan, use_audio: bool) -> _Scan:
     )
 
 
-def _read(path: Path, name: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise MediaReadError(f"cannot read file: {exc.strerror or exc}", source=name) from exc
-
-
 def _head(path: Path, name: str, size: int = 8192) -> bytes:
     try:
         with path.open("rb") as f:
@@ -692,7 +685,7 @@ def _split_scanned(
     length = _piece_length(max_seconds)
     if scan.duration < max_seconds and not scan.dropped_streams:
         whole = Segment(
-            _read(path, name),
+            probe.read_file(path, name),
             None,
             scan.mime,
             scan.modality,
@@ -1025,7 +1018,7 @@ def segment_file(
         raise MediaReadError("file is empty", source=name)
     mime = probe.sniff_mime(head)
     if mime is None and path.suffix.lower() in probe.TEXT_SUFFIXES:
-        data = _read(path, name)
+        data = probe.read_file(path, name)
         if probe.looks_like_text(data):
             return _segment_text(data, name, limits)
         raise UnsupportedMediaError(
@@ -1045,17 +1038,17 @@ def segment_file(
             limit=f"supported: {_supported_list()}",
         )
     if modality == "pdf":
-        data = _read(path, name)
+        data = probe.read_file(path, name)
         return split_pdf(data, max_pages=limits.max_pdf_pages, name=name)
     if modality == "image":
-        data = _read(path, name)
+        data = probe.read_file(path, name)
         if mime in ("image/png", "image/jpeg", "image/webp"):
             probe.check_image(data, name)
         if len(data) > limits.max_inline_bytes:
             data = shrink_image(data, max_bytes=limits.max_inline_bytes, name=name)
         return [Segment(data, None, mime, "image", name, 0, 1)]
     if mime not in _AV_FAMILY:  # e.g. an AV type probe knows but we cannot cut
-        data = _read(path, name)
+        data = probe.read_file(path, name)
         return [Segment(data, None, mime, modality, name, 0, 1)]
     scan = _scan(path, name, mime)
     if modality == "audio":
@@ -1072,7 +1065,7 @@ def segment_file(
         return _split_scanned(path, name, _keep(scan, use_audio), max_s, overlap_seconds)
     return [
         Segment(
-            _read(path, name),
+            probe.read_file(path, name),
             None,
             mime,
             modality,
