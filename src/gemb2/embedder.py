@@ -77,7 +77,7 @@ class _ByteBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self.peak = 0  # most bytes ever in flight at once (tests and benchmarks read it)
+        self.peak = 0  # most bytes ever in flight at once (the tests read it)
         self._cond = threading.Condition()
 
     def _fits(self, n: int) -> bool:
