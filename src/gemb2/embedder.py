@@ -36,7 +36,7 @@ from .media import Item, ItemLike, as_items
 from .ratelimit import RateLimiter
 from .settings import EmbedSettings
 from .tasks import Role, condition
-from .transport import CallResult, Transport
+from .transport import Answer, CallResult, Transport
 from .usage import CallUsage, Usage
 
 log = logging.getLogger("gemb2")
@@ -62,6 +62,9 @@ class _Prepared:
         calls build their body from ``item`` and ``text`` when they are sent)."""
         return self.item.to_content(self.text)
 
+
+# a sent batch: its answer, still to decode, and the attempts it took
+_Sent = tuple[Answer, int]
 
 # items checked in a thread pool from this many on (probing PyAV/pypdf/Pillow partly
 # runs outside the GIL); fewer are checked inline
@@ -282,7 +285,10 @@ class Embedder:
         key = ""
         if self.cache is not None:
             key = self._key(item, cond.text, cond.task_type, cond.title)
-        size = sum(m.size for m in item.media) + len((cond.text or item.text).encode())
+        sent = cond.text or item.text
+        size = sum(m.size for m in item.media) + (
+            len(sent) if sent.isascii() else len(sent.encode("utf-8", "surrogatepass"))
+        )
         return _Prepared(
             i, item, cond.text, cond.task_type, cond.title, tokens, item.modality, size, key
         )
@@ -380,7 +386,7 @@ class Embedder:
         workers = self._workers(batches)
         failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gemb2") as pool:
-            futures: dict[Future[CallResult], list[_Prepared]] = {
+            futures: dict[Future[_Sent], list[_Prepared]] = {
                 pool.submit(self._call, b): b for b in batches
             }
             pending = set(futures)
@@ -398,9 +404,11 @@ class Embedder:
                             for other in pending:
                                 other.cancel()
                         continue
-                    # land finished work even after a failure: nothing paid for is lost
-                    self._land(futures[fut], fut.result(), results, on_batch)
-                    self._tick(bar, len(futures[fut]))
+                    # land finished work even after a failure: nothing paid for is lost;
+                    # the answer is dropped once landed (freed as the calls go, not at the end)
+                    batch = futures.pop(fut)
+                    self._land(batch, fut.result(), results, on_batch)
+                    self._tick(bar, len(batch))
         if failure is not None:
             raise failure
 
@@ -413,10 +421,13 @@ class Embedder:
     def _land(
         self,
         batch: list[_Prepared],
-        result: CallResult,
+        sent: _Sent,
         results: list[list[float] | None],
         on_batch: OnBatch | None,
     ) -> None:
+        answer, attempts = sent
+        result = answer.decode()
+        self._record(batch, result, attempts)
         out = self._validate(batch, result)
         for p, v in zip(batch, out, strict=True):
             results[p.index] = v
@@ -478,7 +489,8 @@ class Embedder:
         log.info("attempt %d failed (%s); retrying in %.1fs", attempt, err, delay)
         return delay
 
-    def _call(self, batch: list[_Prepared]) -> CallResult:
+    def _call(self, batch: list[_Prepared]) -> _Sent:
+        """Send one batch, retrying as settings say; the answer is decoded when it lands."""
         tokens = sum(p.tokens.get("text", 0) for p in batch)
         nbytes = _inline_bytes(batch)
         attempt = 0
@@ -490,7 +502,7 @@ class Embedder:
             self._budget.acquire(nbytes)
             try:
                 with self._sem:
-                    result = self.transport.embed(
+                    answer = self.transport.post(
                         [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
                     )
             except Exception as exc:
@@ -498,10 +510,9 @@ class Embedder:
                 time.sleep(self._next_wait(exc, attempt))
                 continue
             self._budget.release(nbytes)
-            self._record(batch, result, attempt)
-            return result
+            return answer, attempt
 
-    async def _acall(self, batch: list[_Prepared]) -> CallResult:
+    async def _acall(self, batch: list[_Prepared]) -> _Sent:
         tokens = sum(p.tokens.get("text", 0) for p in batch)
         nbytes = _inline_bytes(batch)
         sem = self._async_semaphore()
@@ -513,7 +524,7 @@ class Embedder:
             await budget.aacquire(nbytes)
             try:
                 async with sem:
-                    result = await self.transport.aembed(
+                    answer = await self.transport.apost(
                         [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
                     )
             except Exception as exc:
@@ -521,8 +532,7 @@ class Embedder:
                 await asyncio.sleep(self._next_wait(exc, attempt))
                 continue
             await budget.arelease(nbytes)
-            self._record(batch, result, attempt)
-            return result
+            return answer, attempt
 
     def _async_budget(self) -> _AsyncByteBudget:
         loop_id = id(asyncio.get_running_loop())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -283,6 +284,27 @@ def test_non_finite_or_zero_vectors_are_refused() -> None:
             emb._validate(batch, CallResult([good, bad], None))
     with pytest.raises(ResponseMismatchError, match="got a 3-d vector"):
         emb._validate(batch, CallResult([good, [1.0, 2.0, 3.0]], None))
+
+
+def test_answers_are_decoded_where_they_land_not_in_the_calling_threads(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker sends its next call as soon as an answer arrives; decoding the answer
+    (~5 ms for 100 vectors) is left to the thread that lands it."""
+    from gemb2 import transport
+
+    decoded_on: list[str] = []
+    decode = transport.Answer.decode
+
+    def recording(self: transport.Answer) -> transport.CallResult:
+        decoded_on.append(threading.current_thread().name)
+        return decode(self)
+
+    monkeypatch.setattr(transport.Answer, "decode", recording)
+    emb = make(emulator, dimensions=128, batch_size=10, max_concurrency=3)
+    out = emb.embed([f"text {i}" for i in range(60)])
+    assert len(out) == 60 and emulator.stats.requests == 6
+    assert decoded_on == [threading.current_thread().name] * 6
 
 
 def test_each_batch_lands_while_later_calls_are_still_to_come(emulator: Emulator) -> None:
