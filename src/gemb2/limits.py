@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 
 from . import probe
 from .errors import InputError, LimitExceededError, MediaReadError, UnsupportedMediaError
@@ -56,6 +57,8 @@ def check_item(
     if not item.parts:
         raise InputError("item is empty", item=index, source=item.name)
     for text in item.texts:
+        if text.isascii():  # a flag of the string: the common case costs nothing
+            continue
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -67,8 +70,14 @@ def check_item(
                 limit="valid UTF-8 text",
             ) from None
     tokens = sum(estimate_tokens(t) for t in item.texts)
-    if item.is_text_only and not item.text.strip():
-        raise InputError("text is empty", item=index, source=item.name, limit="at least 1 token")
+    if not item.media:
+        if not item.text.strip():
+            raise InputError(
+                "text is empty", item=index, source=item.name, limit="at least 1 token"
+            )
+        if tokens > limits.max_tokens:
+            raise _too_long(f"text is about {tokens} tokens", item, index, spec, limits)
+        return Counter(text=tokens)
     if tokens > limits.max_tokens:
         raise _too_long(f"text is about {tokens} tokens", item, index, spec, limits)
     counts = Counter(m.modality for m in item.media)
@@ -179,7 +188,7 @@ def check_sent_text(
     a bound over the limit is worth estimating exactly."""
     if len(item.parts) == 1 and sent.endswith(item.text):
         prefix = sent[: len(sent) - len(item.text)]
-        if (not prefix or prefix[-1].isspace()) and own + estimate_tokens(prefix) <= (
+        if (not prefix or prefix[-1].isspace()) and own + _prefix_tokens(prefix) <= (
             limits.max_tokens
         ):
             return
@@ -188,6 +197,12 @@ def check_sent_text(
         raise _too_long(
             f"text is about {tokens} tokens with its task prefix", item, index, spec, limits
         )
+
+
+@lru_cache(maxsize=256)
+def _prefix_tokens(prefix: str) -> int:
+    """Prefixes repeat (one per task and role, or per title): estimated once each."""
+    return estimate_tokens(prefix)
 
 
 def _too_long(what: str, item: Item, index: int, spec: ModelSpec, limits: Limits) -> Exception:

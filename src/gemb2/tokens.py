@@ -16,6 +16,7 @@ _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 def estimate_tokens(text: str) -> int:
     if not text:
         return 0
-    by_bytes = math.ceil(len(text.encode("utf-8")) / 4)
+    nbytes = len(text) if text.isascii() else len(text.encode("utf-8"))
+    by_bytes = math.ceil(nbytes / 4)
     by_words = math.ceil(len(_WORD.findall(text)) * 4 / 3)
     return max(by_bytes, by_words)
