@@ -51,7 +51,7 @@ class _Prepared:
     text: str | None  # the conditioned text that replaces a text-only item's own
     task_type: str | None
     title: str | None
-    tokens: Counter[str]
+    tokens: dict[str, int]  # estimated input tokens by modality
     modality: str
     size: int
     key: str
@@ -140,6 +140,8 @@ class Embedder:
         elif overrides:
             settings = settings.with_(**overrides)
         self.settings = settings
+        # settings are frozen: looked up once, not once per item
+        self._spec, self._limits = settings.spec, settings.resolved_limits
         self.cache = cache
         self.usage = Usage()
         self.transport = Transport(settings)
@@ -246,11 +248,12 @@ class Embedder:
         one the inputs in order would raise first (any that cannot be coerced, then the
         first that fails its checks), as when they are checked one by one."""
         values = inputs if isinstance(inputs, list) else list(inputs)
+        task_name = task or self.settings.task
         reading = [_needs_reading(v) for v in values]
         # deferred pieces are read to be checked: one at a time keeps one piece in memory
         if _PREPARE_WORKERS < 2 or None in reading or reading.count(True) < _PARALLEL_PREPARE:
             items = as_items(values)
-            return [self._prepare_one(i, item, role, task) for i, item in enumerate(items)]
+            return [self._prepare_one(i, item, role, task_name) for i, item in enumerate(items)]
 
         def one(i: int) -> tuple[Item | None, BaseException | None, _Prepared | None]:
             try:
@@ -260,7 +263,7 @@ class Embedder:
                 err.__cause__ = exc  # as as_items raises it
                 return None, err, None
             try:
-                return item, None, self._prepare_one(i, item, role, task)
+                return item, None, self._prepare_one(i, item, role, task_name)
             except Exception as exc:
                 return item, exc, None
 
@@ -274,9 +277,8 @@ class Embedder:
                 raise exc
         return [p for _, _, p in done if p is not None]
 
-    def _prepare_one(self, i: int, item: Item, role: Role, task: str | None) -> _Prepared:
-        s = self.settings
-        spec, limits, task_name = s.spec, s.resolved_limits, task or s.task
+    def _prepare_one(self, i: int, item: Item, role: Role, task_name: str) -> _Prepared:
+        s, spec, limits = self.settings, self._spec, self._limits
         tokens = check_item(item, i, spec, limits, use_video_audio=s.use_video_audio)
         cond = condition(item, spec, task_name, role)
         if cond.text is not None:  # the prefix counts too: check what is sent

@@ -50,7 +50,7 @@ def _has_audio(media: Media) -> bool:
 
 def check_item(
     item: Item, index: int, spec: ModelSpec, limits: Limits, *, use_video_audio: bool = False
-) -> Counter[str]:
+) -> dict[str, int]:
     """Raise a typed error naming the item, what is wrong and the limit.
 
     Returns the item's estimated input tokens by modality, for pacing and cost."""
@@ -77,7 +77,7 @@ def check_item(
             )
         if tokens > limits.max_tokens:
             raise _too_long(f"text is about {tokens} tokens", item, index, spec, limits)
-        return Counter(text=tokens)
+        return {"text": tokens}
     if tokens > limits.max_tokens:
         raise _too_long(f"text is about {tokens} tokens", item, index, spec, limits)
     counts = Counter(m.modality for m in item.media)
@@ -167,15 +167,6 @@ def _check_measure(
                 source=media.name,
                 limit=f"{max_s:g} s per video; split it with gemb2.segment.split_media",
             )
-
-
-def check_items(
-    items: list[Item], spec: ModelSpec, limits: Limits, *, use_video_audio: bool = False
-) -> list[Counter[str]]:
-    return [
-        check_item(item, i, spec, limits, use_video_audio=use_video_audio)
-        for i, item in enumerate(items)
-    ]
 
 
 def check_sent_text(

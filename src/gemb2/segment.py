@@ -26,7 +26,7 @@ from typing import Any
 from . import probe
 from .errors import InputError, LimitExceededError, MediaReadError, UnsupportedMediaError
 from .models import Limits
-from .tokens import estimate_tokens
+from .tokens import estimate_tokens, word_count
 
 __all__ = [
     "Segment",
@@ -158,7 +158,6 @@ def split_pdf(
 # After a sentence end (with closing quotes/brackets) and its whitespace, or after a newline run.
 _BREAK = re.compile(r"[.!?…。！？][\"'”’)\]]*\s+|\n\s*")
 _SPACE = re.compile(r"\s+")
-_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 # boundary strength at the end of an atom
 _CHAR, _WORDB, _SENTENCE, _LINE, _PARAGRAPH, _END = -1, 0, 1, 2, 3, 4
@@ -182,7 +181,7 @@ def _cost(nbytes: int, nwords: int) -> int:
 
 def _counted(text: str, start: int, end: int, strength: int) -> _Atom:
     piece = text[start:end]
-    return _Atom(start, end, strength, len(piece.encode("utf-8")), len(_WORD.findall(piece)))
+    return _Atom(start, end, strength, len(piece.encode("utf-8")), word_count(piece))
 
 
 def _break_strength(sep: str) -> int:

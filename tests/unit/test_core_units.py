@@ -132,3 +132,25 @@ def test_heic_is_left_to_the_service() -> None:
     spec = get_model("gemini-embedding-2")
     # Pillow cannot decode it: counted as an image, not refused
     assert check_item(item, 0, spec, spec.limits)["image"] > 0
+
+
+def test_word_count_of_ascii_text_equals_the_regex_count() -> None:
+    """The byte-table count for ASCII text must agree with the regex on every string:
+    every ASCII character (controls, \\x1c-\\x1f that str.split treats as space, quotes,
+    underscores) in random mixes, and non-ASCII text that takes the regex path."""
+    import random
+    import re
+
+    from gemb2.tokens import estimate_tokens, word_count
+
+    regex = re.compile(r"\w+|[^\w\s]")
+    rng = random.Random(5)
+    alphabet = [chr(c) for c in range(128)]
+    cases = ["", " ", "a_b c9-d", "x\x1cy\x1fz", "don't stop!!", "\t\n\x0b\x0c\r"]
+    cases += ["".join(rng.choices(alphabet, k=rng.randrange(60))) for _ in range(5000)]
+    cases += ["café, naïve — 東京です。", "x\u00a0y", "ümlaut_ok?"]
+    for text in cases:
+        assert word_count(text) == len(regex.findall(text)), repr(text)
+    assert estimate_tokens("a b c d") == 6  # words lead: ceil(4 * 4 / 3)
+    assert estimate_tokens("abcdefghijklmnop") == 4  # bytes lead: ceil(16 / 4)
+    assert estimate_tokens("é" * 8) == 4  # 16 UTF-8 bytes, one word -> 4
