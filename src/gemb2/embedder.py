@@ -399,18 +399,21 @@ class Embedder:
                 for fut in done:
                     if fut.cancelled():
                         continue
-                    exc = fut.exception()
-                    if exc is not None:
-                        if failure is None:
-                            failure = exc
-                            for other in pending:
-                                other.cancel()
-                        continue
-                    # land finished work even after a failure: nothing paid for is lost;
                     # the answer is dropped once landed (freed as the calls go, not at the end)
                     batch = futures.pop(fut)
-                    self._land(batch, fut.result(), results, on_batch)
-                    self._tick(bar, len(batch))
+                    exc = fut.exception()
+                    if exc is None:
+                        # land finished work even after a failure: nothing paid for is lost
+                        try:
+                            self._land(batch, fut.result(), results, on_batch)
+                            self._tick(bar, len(batch))
+                            continue
+                        except Exception as landing:  # a bad answer, or on_batch failed
+                            exc = landing
+                    if failure is None:  # no new calls after the first failure
+                        failure = exc
+                        for other in pending:
+                            other.cancel()
         if failure is not None:
             raise failure
 

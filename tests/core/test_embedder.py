@@ -307,6 +307,28 @@ def test_answers_are_decoded_where_they_land_not_in_the_calling_threads(
     assert decoded_on == [threading.current_thread().name] * 6
 
 
+def test_a_failing_on_batch_stops_further_calls(emulator: Emulator) -> None:
+    """When storing a batch fails, the calls not yet started are cancelled (they would be
+    paid for and thrown away); the batches stored before it stay stored."""
+    emulator.configure(latency_per_request=0.1)
+    stored: list[int] = []
+
+    class StoreDown(RuntimeError):
+        pass
+
+    def on_batch(indices: list[int], vectors: list[list[float]]) -> None:
+        if stored:
+            raise StoreDown("the vector store went away")
+        stored.extend(indices)
+
+    emb = make(emulator, dimensions=128, batch_size=10, max_concurrency=2)
+    with pytest.raises(StoreDown, match="went away"):
+        emb.embed([f"text {i}" for i in range(100)], on_batch=on_batch)
+    assert len(stored) == 10
+    # two calls in flight when the second batch failed to store, at most one more started
+    assert 2 <= emulator.stats.requests <= 5
+
+
 def test_each_batch_lands_while_later_calls_are_still_to_come(emulator: Emulator) -> None:
     """on_batch hands over a batch as soon as it arrives, not after the last call."""
     emulator.configure(latency_per_request=0.2)
