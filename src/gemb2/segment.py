@@ -503,7 +503,8 @@ def _scan(path: Path, name: str, mime: str) -> _Scan:
     if family == "wav":
         _check_wav(path, name)
     try:
-        with av.open(str(path), mode="r") as container:
+        # headers state the streams; every packet is read below (see probe.av_info)
+        with av.open(str(path), mode="r", options={"probesize": "4096"}) as container:
             want = "video" if modality == "video" else "audio"
             primary = next(
                 (
