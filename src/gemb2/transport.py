@@ -99,21 +99,11 @@ class Transport:
             output_dimensionality=self.settings.resolved_dimensions,
         )
 
-    def embed(
-        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
-    ) -> CallResult:
-        """One call for ``(item, text)`` pairs; ``text`` replaces a text-only item's own."""
-        return self.post(items, task_type, title).decode()
-
-    async def aembed(
-        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
-    ) -> CallResult:
-        return (await self.apost(items, task_type, title)).decode()
-
     def post(
         self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
     ) -> Answer:
-        """The call alone: its answer is decoded later, by whoever lands it."""
+        """One call for ``(item, text)`` pairs (``text`` replaces a text-only item's own);
+        its answer is decoded later, by whoever lands it."""
         api = self._raw_api()
         if api is not None:
             path, body = self._raw_request(items, task_type, title)

@@ -53,10 +53,10 @@ def test_request_body_equals_the_sdks_own(
         emulator, as_contents(items), task_type=task_type, title=title, output_dimensionality=768
     )
     transport = Transport(Embedder(base_url=emulator.base_url, dimensions=768).settings)
-    result = transport.embed(items, task_type, title)
+    result = transport.post(items, task_type, title).decode()
     assert emulator.stats.last_bodies[-1] == expected
     assert len(result.vectors) == 5 and all(len(v) == 768 for v in result.vectors)
-    asyncio.run(transport.aembed(items, task_type, title))
+    asyncio.run(transport.apost(items, task_type, title))
     assert emulator.stats.last_bodies[-1] == expected
 
 
@@ -71,7 +71,7 @@ def test_vectors_equal_the_sdks_own(emulator: Emulator, media_dir: Path) -> None
         config=types.EmbedContentConfig(output_dimensionality=3072),
     )
     transport = Transport(Embedder(base_url=emulator.base_url, dimensions=3072).settings)
-    ours = transport.embed(items, None, None).vectors
+    ours = transport.post(items, None, None).decode().vectors
     assert sdk.embeddings is not None
     assert ours == [e.values for e in sdk.embeddings]
 
@@ -81,8 +81,8 @@ def test_service_errors_keep_the_sdks_types(emulator: Emulator) -> None:
     transport = Transport(Embedder(base_url=emulator.base_url, dimensions=768).settings)
     items: list[tuple[Item, str | None]] = [(Item.of("x"), None)]
     with pytest.raises(errors.ClientError) as sync_err:
-        transport.embed(items, None, None)
+        transport.post(items, None, None)
     with pytest.raises(errors.ClientError) as async_err:
-        asyncio.run(transport.aembed(items, None, None))
+        asyncio.run(transport.apost(items, None, None))
     assert sync_err.value.code == async_err.value.code == 429
     assert "RESOURCE_EXHAUSTED" in str(sync_err.value)
