@@ -36,6 +36,7 @@ from .media import Item, ItemLike, as_items
 from .ratelimit import RateLimiter
 from .settings import EmbedSettings
 from .tasks import Role, condition
+from .tokens import utf8_len
 from .transport import Answer, CallResult, Transport
 from .usage import CallUsage, Usage
 
@@ -287,10 +288,7 @@ class Embedder:
         key = ""
         if self.cache is not None:
             key = self._key(item, cond.text, cond.task_type, cond.title)
-        sent = cond.text or item.text
-        size = sum(m.size for m in item.media) + (
-            len(sent) if sent.isascii() else len(sent.encode("utf-8", "surrogatepass"))
-        )
+        size = sum(m.size for m in item.media) + utf8_len(cond.text or item.text)
         return _Prepared(
             i, item, cond.text, cond.task_type, cond.title, tokens, item.modality, size, key
         )

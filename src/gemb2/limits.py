@@ -16,7 +16,7 @@ from .models import (
     Limits,
     ModelSpec,
 )
-from .tokens import estimate_tokens
+from .tokens import estimate_tokens, utf8_len
 
 _measured: dict[str, float] = {}
 
@@ -70,16 +70,13 @@ def check_item(
                 limit="valid UTF-8 text",
             ) from None
     tokens = sum(estimate_tokens(t) for t in item.texts)
-    if not item.media:
-        if not item.text.strip():
-            raise InputError(
-                "text is empty", item=index, source=item.name, limit="at least 1 token"
-            )
-        if tokens > limits.max_tokens:
-            raise _too_long(f"text is about {tokens} tokens", item, index, spec, limits)
-        return {"text": tokens}
+    text_only = not item.media
+    if text_only and not item.text.strip():
+        raise InputError("text is empty", item=index, source=item.name, limit="at least 1 token")
     if tokens > limits.max_tokens:
         raise _too_long(f"text is about {tokens} tokens", item, index, spec, limits)
+    if text_only:  # nothing below applies: most items end here
+        return {"text": tokens}
     counts = Counter(m.modality for m in item.media)
     for modality, count in counts.items():
         if modality not in spec.modalities:
@@ -102,7 +99,7 @@ def check_item(
                 source=item.name,
                 limit=f"{allowed} {modality} per item",
             )
-    payload = sum(m.size for m in item.media) + len(item.text.encode("utf-8"))
+    payload = sum(m.size for m in item.media) + utf8_len(item.text)
     if payload > limits.max_inline_bytes:
         raise LimitExceededError(
             f"inline payload is {payload / 1e6:.1f} MB",

@@ -26,7 +26,7 @@ from typing import Any
 from . import probe
 from .errors import InputError, LimitExceededError, MediaReadError, UnsupportedMediaError
 from .models import Limits
-from .tokens import estimate_tokens, word_count
+from .tokens import estimate_tokens, utf8_len, word_count
 
 __all__ = [
     "Segment",
@@ -181,7 +181,7 @@ def _cost(nbytes: int, nwords: int) -> int:
 
 def _counted(text: str, start: int, end: int, strength: int) -> _Atom:
     piece = text[start:end]
-    return _Atom(start, end, strength, len(piece.encode("utf-8")), word_count(piece))
+    return _Atom(start, end, strength, utf8_len(piece), word_count(piece))
 
 
 def _break_strength(sep: str) -> int:

@@ -30,10 +30,14 @@ def word_count(text: str) -> int:
     return len(_WORD.findall(text))
 
 
+def utf8_len(text: str) -> int:
+    """Bytes of ``text`` in UTF-8; an ASCII string (a flag CPython keeps) is not encoded."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def estimate_tokens(text: str) -> int:
     if not text:
         return 0
-    nbytes = len(text) if text.isascii() else len(text.encode("utf-8"))
-    by_bytes = math.ceil(nbytes / 4)
+    by_bytes = math.ceil(utf8_len(text) / 4)
     by_words = math.ceil(word_count(text) * 4 / 3)
     return max(by_bytes, by_words)

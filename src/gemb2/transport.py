@@ -1,6 +1,6 @@
 """The one place that talks to google-genai: client construction and raw calls.
 
-It knows nothing of limits or retries; it sends items and returns vectors.
+It knows nothing of limits or retries; it sends items and hands back the answers.
 """
 
 from __future__ import annotations
