@@ -92,12 +92,19 @@ class Transport:
             )
         return genai.Client(api_key=key, http_options=http)
 
-    def _config(self, task_type: str | None, title: str | None) -> types.EmbedContentConfig:
-        return types.EmbedContentConfig(
-            task_type=task_type,
-            title=title,
-            output_dimensionality=self.settings.resolved_dimensions,
-        )
+    def _public_call(
+        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
+    ) -> dict[str, Any]:
+        """Arguments of the SDK's public ``embed_content`` (Vertex AI's path)."""
+        return {
+            "model": self.settings.spec.id,
+            "contents": [item.to_content(text) for item, text in items],
+            "config": types.EmbedContentConfig(
+                task_type=task_type,
+                title=title,
+                output_dimensionality=self.settings.resolved_dimensions,
+            ),
+        }
 
     def post(
         self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
@@ -108,11 +115,7 @@ class Transport:
         if api is not None:
             path, body = self._raw_request(items, task_type, title)
             return Answer(body=api.request("post", path, body, None).body)
-        response = self.client.models.embed_content(
-            model=self.settings.spec.id,
-            contents=[item.to_content(text) for item, text in items],
-            config=self._config(task_type, title),
-        )
+        response = self.client.models.embed_content(**self._public_call(items, task_type, title))
         return Answer(response=response)
 
     async def apost(
@@ -123,9 +126,7 @@ class Transport:
             path, body = self._raw_request(items, task_type, title)
             return Answer(body=(await api.async_request("post", path, body, None)).body)
         response = await self.client.aio.models.embed_content(
-            model=self.settings.spec.id,
-            contents=[item.to_content(text) for item, text in items],
-            config=self._config(task_type, title),
+            **self._public_call(items, task_type, title)
         )
         return Answer(response=response)
 
