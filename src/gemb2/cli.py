@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, chroma: bool = True) -> None:
-        p.add_argument("--model", help="gemini-embedding-2 (default), -2-preview or -001")
+        p.add_argument("--model", help="gemini-embedding-2 (default) or gemini-embedding-001")
         p.add_argument("--dimensions", type=int, help="128..3072 (default 3072)")
         p.add_argument("--base-url", help="API endpoint (a proxy or `gemb2 emulator`)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

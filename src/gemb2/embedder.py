@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -143,6 +144,8 @@ class Embedder:
         self.settings = settings
         # settings are frozen: looked up once, not once per item
         self._spec, self._limits = settings.spec, settings.resolved_limits
+        if settings.auto_truncate:  # Vertex AI cuts over-long text itself: no token limit here
+            self._limits = self._limits.model_copy(update={"max_tokens": sys.maxsize})
         self.cache = cache
         self.usage = Usage()
         self.transport = Transport(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,14 +71,8 @@ MODELS: dict[str, ModelSpec] = {
             modalities=_ALL,
             conditioning="prefix",
             limits=Limits(),
+            aliases=("gemini-embedding-2-preview",),
             note="GA multimodal model; the default",
-        ),
-        ModelSpec(
-            id="gemini-embedding-2-preview",
-            modalities=_ALL,
-            conditioning="prefix",
-            limits=Limits(),
-            note="preview id of gemini-embedding-2; listed for shutdown on 2026-08-10",
         ),
         ModelSpec(
             id="gemini-embedding-001",
@@ -90,11 +85,32 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 DEFAULT_MODEL = "gemini-embedding-2"
+_ALIASES = {alias: spec.id for spec in MODELS.values() for alias in spec.aliases}
+_warned: set[str] = set()
+
+
+def canonical_model(name: str) -> str:
+    """The id to send for ``name``: a retired alias becomes its model's id, with a warning
+    the first time (``gemini-embedding-2-preview`` was shut down on 2026-08-10)."""
+    key = name.removeprefix("models/")
+    target = _ALIASES.get(key)
+    if target is None:
+        return name
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(
+            f"{key!r} was shut down on 2026-08-10; using {target!r} (the same vector space). "
+            f"Pass model={target!r} to silence this warning.",
+            FutureWarning,
+            stacklevel=4,
+        )
+    return target
 
 
 def get_model(name: str) -> ModelSpec:
-    """Look a model up by id, accepting a ``models/`` prefix."""
+    """Look a model up by id, accepting a ``models/`` prefix and the retired aliases."""
     key = name.removeprefix("models/")
+    key = _ALIASES.get(key, key)
     if key in MODELS:
         return MODELS[key]
     raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")

@@ -8,10 +8,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from .errors import ConfigError
-from .models import DEFAULT_MODEL, Limits, ModelSpec, get_model
+from .models import DEFAULT_MODEL, Limits, ModelSpec, canonical_model, get_model
 from .tasks import Task
 
 API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+# options the SDK sends on Vertex AI only (it raises ValueError for them on the Developer API)
+VERTEX_ONLY = ("auto_truncate", "document_ocr", "audio_track_extraction")
 
 
 class EmbedSettings(BaseModel):
@@ -45,6 +47,17 @@ class EmbedSettings(BaseModel):
     timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
     use_video_audio: bool = Field(False, description="apply the shorter limit to videos with audio")
     limits: Limits | None = Field(None, description="override the model's limits")
+    auto_truncate: bool | None = Field(
+        None, description="Vertex AI only: the service cuts text over the token limit"
+    )
+    document_ocr: bool | None = Field(
+        None, description="Vertex AI only: read the text of scanned PDF pages (OCR)"
+    )
+    audio_track_extraction: bool | None = Field(
+        None,
+        description="Vertex AI only: embed a video's audio track too (the shorter video "
+        "limit then applies, as with use_video_audio)",
+    )
 
     api_key: SecretStr | None = None
     api_key_env: str | None = Field(None, description="name of the env var the key came from")
@@ -57,10 +70,30 @@ class EmbedSettings(BaseModel):
         None, exclude=True, repr=False, description="google.auth credentials for Vertex AI"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        """The preview id becomes the GA id (warned once); audio track extraction counts
+        the audio, so the shorter video limit applies."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if isinstance(data.get("model"), str):
+                data["model"] = canonical_model(data["model"])
+            if data.get("audio_track_extraction"):
+                data["use_video_audio"] = True
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> EmbedSettings:
         spec = get_model(self.model)
         spec.check_dimensions(self.dimensions)
+        vertex_only = [n for n in VERTEX_ONLY if getattr(self, n) is not None]
+        if vertex_only and not self.vertexai:
+            raise ConfigError(
+                f"{', '.join(vertex_only)} {'is' if len(vertex_only) == 1 else 'are'} "
+                "Vertex AI only (the Gemini Developer API refuses them): pass vertexai=True "
+                "with project and location, or leave them unset"
+            )
         return self
 
     @property

@@ -18,7 +18,7 @@ from google.genai import types
 from . import wire
 from .errors import ConfigError
 from .media import Item
-from .settings import API_KEY_ENV_VARS, EmbedSettings
+from .settings import API_KEY_ENV_VARS, VERTEX_ONLY, EmbedSettings
 
 log = logging.getLogger("gemb2")
 
@@ -95,14 +95,18 @@ class Transport:
     def _public_call(
         self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
     ) -> dict[str, Any]:
-        """Arguments of the SDK's public ``embed_content`` (Vertex AI's path)."""
+        """Arguments of the SDK's public ``embed_content`` (Vertex AI's path, which also
+        carries the Vertex-only options that are set)."""
+        s = self.settings
+        vertex_options = {n: getattr(s, n) for n in VERTEX_ONLY if getattr(s, n) is not None}
         return {
-            "model": self.settings.spec.id,
+            "model": s.spec.id,
             "contents": [item.to_content(text) for item, text in items],
             "config": types.EmbedContentConfig(
                 task_type=task_type,
                 title=title,
-                output_dimensionality=self.settings.resolved_dimensions,
+                output_dimensionality=s.resolved_dimensions,
+                **vertex_options,
             ),
         }
 

@@ -74,7 +74,8 @@ class GeminiEmbeddings(BaseModel, Embeddings):
     )
 
     model: str = "gemini-embedding-2"
-    """Model id: ``gemini-embedding-2`` (default), its preview id, or ``gemini-embedding-001``."""
+    """Model id: ``gemini-embedding-2`` (default) or ``gemini-embedding-001``; the retired
+    ``gemini-embedding-2-preview`` is sent as ``gemini-embedding-2``, with a warning."""
     dimensions: int | None = None
     """Output dimensionality, 128..3072 (model default 3072; 768 and 1536 recommended)."""
     task: Task = "retrieval"
@@ -107,6 +108,12 @@ class GeminiEmbeddings(BaseModel, Embeddings):
     """Count a video's audio track (applies the shorter video limit)."""
     limits: Limits | None = None
     """Override the model's per-item limits (where Google's published figures disagree)."""
+    auto_truncate: bool | None = None
+    """Vertex AI only: the service cuts text over the token limit instead of refusing it."""
+    document_ocr: bool | None = None
+    """Vertex AI only: read the text of scanned PDF pages (OCR)."""
+    audio_track_extraction: bool | None = None
+    """Vertex AI only: embed a video's audio track too (the shorter video limit applies)."""
     cache: VectorCache | None = Field(default=None, exclude=True, repr=False)
     """Optional content-addressed cache: repeats cost no second call."""
 
@@ -133,6 +140,9 @@ class GeminiEmbeddings(BaseModel, Embeddings):
             timeout=self.timeout,
             use_video_audio=self.use_video_audio,
             limits=self.limits,
+            auto_truncate=self.auto_truncate,
+            document_ocr=self.document_ocr,
+            audio_track_extraction=self.audio_track_extraction,
             api_key=key,
             vertexai=self.vertexai,
             project=self.project,

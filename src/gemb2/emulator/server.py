@@ -194,7 +194,10 @@ def _parse_json(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
 
 def _lookup(model: str, ver: str, method: str) -> ModelSpec:
     try:
-        return get_model(model)
+        spec = get_model(model)
+        if spec.id != model.removeprefix("models/"):  # a retired alias: shut down upstream
+            raise ConfigError(model)
+        return spec
     except ConfigError:
         raise api_errors.not_found(
             f"models/{model} is not found for API version {ver}, or is not supported for "
