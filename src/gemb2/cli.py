@@ -387,10 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .redaction import guard, redact_text
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
+    for log_handler in logging.getLogger().handlers:  # no key on stderr, from any library's log
+        guard(log_handler)
     if args.command == "emulator":
         return cmd_emulator(args)
     session = None
@@ -405,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }[args.command]
         return handler(args, session)
     except (Gemb2Error, ValueError) as exc:
-        print(f"gemb2 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"gemb2 {args.command}: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished items are stored, run again to resume", file=sys.stderr)

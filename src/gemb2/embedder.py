@@ -3,7 +3,8 @@
 Checks every item before any call, conditions text for the task, serves repeats
 from the cache, batches (<= 100 items and the payload limit), runs batches
 concurrently under a rate limit, retries what is worth retrying, and refuses any
-answer whose vector count or shape is off.
+answer whose vector count or shape is off: a malformed answer is retried like any
+fault on the wire, and never returned, cached or handed to ``on_batch``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from google.genai import types
 from tqdm.auto import tqdm
 
-from . import retry, vectors
+from . import retry, vectors, wire
 from .cache import VectorCache
 from .errors import (
     ConfigError,
@@ -65,8 +66,8 @@ class _Prepared:
         return self.item.to_content(self.text)
 
 
-# a sent batch: its answer, still to decode, and the attempts it took
-_Sent = tuple[Answer, int]
+# a batch answered: its checked vectors, the billed tokens the answer reported, attempts
+_Sent = tuple[list[list[float]], int | None, int]
 
 # items checked in a thread pool from this many on (probing PyAV/pypdf/Pillow partly
 # runs outside the GIL); fewer are checked inline
@@ -179,7 +180,12 @@ class Embedder:
         on_batch: OnBatch | None = None,
     ) -> list[list[float]]:
         """One vector per input, in input order. ``on_batch(indices, vectors)`` is
-        called as each batch lands, so a caller can store work as it completes."""
+        called as each batch lands, so a caller can store work as it completes.
+
+        A batch whose calls keep failing raises the service's ``APIError`` (not worth
+        retrying) or ``RetryExhaustedError``; an answer that cannot be used (not JSON, a
+        wrong vector count or dimension, NaN) is retried, and when retries run out its
+        ``ResponseMismatchError`` (naming the batch's items) is the ``.last``."""
         prepared = self.prepare(inputs, role=role, task=task)
         results: list[list[float] | None] = [None] * len(prepared)
         batches = self._serve_from_cache(prepared, results, on_batch)
@@ -409,7 +415,7 @@ class Embedder:
                             self._land(batch, fut.result(), results, on_batch)
                             self._tick(bar, len(batch))
                             continue
-                        except Exception as landing:  # a bad answer, or on_batch failed
+                        except Exception as landing:  # on_batch (or the cache) failed
                             exc = landing
                     if failure is None:  # no new calls after the first failure
                         failure = exc
@@ -431,10 +437,8 @@ class Embedder:
         results: list[list[float] | None],
         on_batch: OnBatch | None,
     ) -> None:
-        answer, attempts = sent
-        result = answer.decode()
-        self._record(batch, result, attempts)
-        out = self._validate(batch, result)
+        out, billed, attempts = sent
+        self._record(batch, billed, attempts)
         for p, v in zip(batch, out, strict=True):
             results[p.index] = v
         if self.cache is not None:
@@ -442,24 +446,37 @@ class Embedder:
         if on_batch:
             on_batch([p.index for p in batch], out)
 
+    def _decode(
+        self, batch: list[_Prepared], answer: Answer
+    ) -> tuple[list[list[float]], int | None]:
+        """The batch's vectors, checked and normalised; ``ResponseMismatchError`` if the
+        answer cannot be used. Runs in the calling thread, inside its retry loop (about
+        5 ms of CPU per 100 vectors of 768, after the call has freed its slot)."""
+        try:
+            result = answer.decode()
+        except wire.MalformedAnswer as exc:
+            raise _mismatch(batch, str(exc)) from None
+        return self._validate(batch, result), result.billed_tokens
+
     def _validate(self, batch: list[_Prepared], result: CallResult) -> list[list[float]]:
         if len(result.vectors) != len(batch):
-            raise ResponseMismatchError(
+            raise _mismatch(
+                batch,
                 f"sent {len(batch)} items but the service returned {len(result.vectors)} "
-                "vectors; refusing to guess which vector belongs to which item"
+                "vectors; refusing to guess which vector belongs to which item",
             )
         for p, v in zip(batch, result.vectors, strict=True):
             if len(v) != self.dimensions:
-                raise ResponseMismatchError(
-                    f"item {p.index}: got a {len(v)}-d vector, asked for {self.dimensions}"
+                raise _mismatch(
+                    batch, f"item {p.index}: got a {len(v)}-d vector, asked for {self.dimensions}"
                 )
         try:
             # one array per batch: per-value Python checks cost more CPU than the engine
             return vectors.checked_rows(result.vectors, normalize=self.settings.normalize)
+        except vectors.BadVectorError as exc:
+            raise _mismatch(batch, f"item {batch[exc.row].index}: {exc.reason}") from None
         except ValueError as exc:
-            row = int(str(exc).split(":")[0].removeprefix("row "))
-            reason = str(exc).split(": ", 1)[1]
-            raise ResponseMismatchError(f"item {batch[row].index}: {reason}") from exc
+            raise _mismatch(batch, str(exc)) from None
 
     def _complete(self, results: list[list[float] | None]) -> list[list[float]]:
         missing = [i for i, v in enumerate(results) if v is None]
@@ -467,7 +484,7 @@ class Embedder:
             raise ResponseMismatchError(f"no vector for items {missing[:10]}")
         return results  # type: ignore[return-value]
 
-    def _record(self, batch: list[_Prepared], result: CallResult, attempts: int) -> None:
+    def _record(self, batch: list[_Prepared], billed: int | None, attempts: int) -> None:
         tokens: Counter[str] = Counter()
         for p in batch:
             tokens.update(p.tokens)
@@ -476,7 +493,7 @@ class Embedder:
                 items=len(batch),
                 modalities=dict(Counter(p.modality for p in batch)),
                 tokens=dict(tokens),
-                billed_tokens=result.billed_tokens,
+                billed_tokens=billed,
                 attempts=attempts,
             )
         )
@@ -488,6 +505,8 @@ class Embedder:
             raise exc
         s = self.settings
         if not retry.is_retryable(err):
+            if err is exc:
+                raise err
             raise err from exc
         if attempt > s.max_retries:
             raise RetryExhaustedError(err, attempt) from exc
@@ -495,8 +514,38 @@ class Embedder:
         log.info("attempt %d failed (%s); retrying in %.1fs", attempt, err, delay)
         return delay
 
+    def _count(self, attempt: int, exc: BaseException | None = None) -> None:
+        """Count an attempt, whatever came of it; not one that failed before anything was
+        sent (a missing key, a bug: not a failure of the service)."""
+        if isinstance(exc, Exception) and retry.wrap(exc) is None:
+            return
+        self.usage.record_attempt(retry=attempt > 1)
+
+    def _send(self, batch: list[_Prepared], attempt: int) -> Answer:
+        try:
+            answer = self.transport.post(
+                [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
+            )
+        except BaseException as exc:
+            self._count(attempt, exc)
+            raise
+        self._count(attempt)
+        return answer
+
+    async def _asend(self, batch: list[_Prepared], attempt: int) -> Answer:
+        try:
+            answer = await self.transport.apost(
+                [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
+            )
+        except BaseException as exc:  # a cancelled call was sent all the same
+            self._count(attempt, exc)
+            raise
+        self._count(attempt)
+        return answer
+
     def _call(self, batch: list[_Prepared]) -> _Sent:
-        """Send one batch, retrying as settings say; the answer is decoded when it lands."""
+        """Send one batch and check its answer, retrying as settings say: a malformed
+        answer is a fault on the wire like a 503."""
         tokens = sum(p.tokens.get("text", 0) for p in batch)
         nbytes = _inline_bytes(batch)
         attempt = 0
@@ -508,15 +557,16 @@ class Embedder:
             self._budget.acquire(nbytes)
             try:
                 with self._sem:
-                    answer = self.transport.post(
-                        [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
-                    )
+                    answer = self._send(batch, attempt)
             except Exception as exc:
                 self._budget.release(nbytes)
                 time.sleep(self._next_wait(exc, attempt))
                 continue
             self._budget.release(nbytes)
-            return answer, attempt
+            try:
+                return (*self._decode(batch, answer), attempt)
+            except ResponseMismatchError as exc:
+                time.sleep(self._next_wait(exc, attempt))
 
     async def _acall(self, batch: list[_Prepared]) -> _Sent:
         tokens = sum(p.tokens.get("text", 0) for p in batch)
@@ -530,15 +580,16 @@ class Embedder:
             await budget.aacquire(nbytes)
             try:
                 async with sem:
-                    answer = await self.transport.apost(
-                        [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
-                    )
+                    answer = await self._asend(batch, attempt)
             except Exception as exc:
                 await budget.arelease(nbytes)
                 await asyncio.sleep(self._next_wait(exc, attempt))
                 continue
             await budget.arelease(nbytes)
-            return answer, attempt
+            try:
+                return (*self._decode(batch, answer), attempt)
+            except ResponseMismatchError as exc:
+                await asyncio.sleep(self._next_wait(exc, attempt))
 
     def _async_budget(self) -> _AsyncByteBudget:
         loop_id = id(asyncio.get_running_loop())
@@ -565,6 +616,19 @@ def _needs_reading(value: object) -> bool | None:
             return None
         return not value.is_text_only
     return True
+
+
+def _mismatch(batch: list[_Prepared], reason: str) -> ResponseMismatchError:
+    """The error of an unusable answer, naming the batch by its input positions."""
+    idx = [p.index for p in batch]
+    lo, hi = min(idx), max(idx)
+    if len(idx) == 1:
+        where = f"item {lo}"
+    elif hi - lo + 1 == len(idx):
+        where = f"items {lo}..{hi}"
+    else:
+        where = f"{len(idx)} items between {lo} and {hi}"
+    return ResponseMismatchError(f"bad answer for {where}: {reason}", items=idx)
 
 
 def _inline_bytes(batch: list[_Prepared]) -> int:

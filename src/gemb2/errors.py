@@ -1,16 +1,24 @@
 """The package's exception tree.
 
 Input problems are found before any network call and say which item, what is
-wrong and the limit. Service problems keep the API's ``code`` and ``status``.
+wrong and the limit. Service problems keep the API's ``code`` and ``status``. No
+message or detail holds an API key (see ``redaction``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from .redaction import redact
 
 
 class Gemb2Error(Exception):
     """Base of every error raised by gemb2."""
+
+    def __init__(self, *args: object) -> None:
+        # services echo the key they were sent: no message of ours carries it on
+        super().__init__(*redact(args))
 
 
 class ConfigError(Gemb2Error, ValueError):
@@ -79,6 +87,7 @@ class APIError(Gemb2Error):
         details: Any = None,
         retry_after: float | None = None,
     ) -> None:
+        message, details = redact(message), redact(details)
         self.code = code
         self.status = status
         self.message = message
@@ -115,7 +124,14 @@ class RetryExhaustedError(APIError):
 
 
 class ResponseMismatchError(APIError):
-    """The service returned a different number of vectors than items sent."""
+    """An answer that cannot be used: not JSON, another number of vectors than items
+    sent, a vector of the wrong dimension, NaN, infinity or zero. ``items`` are the input
+    positions of the batch it answered. The Embedder retries it as a fault on the wire;
+    when retries run out it is the ``last`` of a ``RetryExhaustedError``."""
+
+    def __init__(self, message: str, *, items: Sequence[int] = (), **kwargs: Any) -> None:
+        self.items = tuple(items)
+        super().__init__(message, **kwargs)
 
 
 class ModelMismatchError(Gemb2Error, ValueError):

@@ -1,7 +1,8 @@
 """Which failures are worth another try, and how long to wait before it.
 
 The SDK's own retry ignores the server's retry delay and never retries a dropped
-connection, so gemb2 classifies errors itself and honours ``RetryInfo``.
+connection, so gemb2 classifies errors itself and honours ``RetryInfo``. A malformed
+answer (``ResponseMismatchError``) is a fault on the wire too, and is retried.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from google.genai import errors as genai_errors
 
-from .errors import APIError, RateLimitError, ServerError, TransportError
+from . import redaction
+from .errors import APIError, RateLimitError, ResponseMismatchError, ServerError, TransportError
 
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
 _TRANSPORT_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp", "h11", "anyio")
@@ -57,9 +59,13 @@ def is_transport_error(exc: BaseException) -> bool:
 
 
 def wrap(exc: BaseException) -> APIError | None:
-    """The package's error for an SDK or transport failure; None if it is neither."""
+    """The package's error for an SDK or transport failure; None if it is neither.
+
+    The failure itself is redacted in place: it stays the error's ``__cause__``."""
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, genai_errors.APIError) or is_transport_error(exc):
+        redaction.scrub(exc)
     if isinstance(exc, genai_errors.APIError):
         code = int(exc.code) if exc.code else None
         message = exc.message or str(exc)
@@ -77,7 +83,7 @@ def wrap(exc: BaseException) -> APIError | None:
 
 
 def is_retryable(err: APIError) -> bool:
-    return isinstance(err, TransportError) or (err.code in RETRYABLE_CODES)
+    return isinstance(err, (TransportError, ResponseMismatchError)) or (err.code in RETRYABLE_CODES)
 
 
 def backoff(attempt: int, initial: float, maximum: float, retry_after: float | None) -> float:

@@ -5,6 +5,7 @@ It knows nothing of limits or retries; it sends items and hands back the answers
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from urllib.parse import urlparse
 from google import genai
 from google.genai import types
 
-from . import wire
+from . import redaction, wire
 from .errors import ConfigError
 from .media import Item
 from .settings import API_KEY_ENV_VARS, VERTEX_ONLY, EmbedSettings
@@ -83,6 +84,7 @@ class Transport:
                 http_options=http,
             )
         key, _ = s.resolve_api_key()
+        redaction.register(key)  # a service or proxy may echo it in an error message
         if key is None and is_loopback(s.base_url):
             key = "emulator"  # a local stand-in needs no real key
         if key is None:
@@ -114,12 +116,17 @@ class Transport:
         self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
     ) -> Answer:
         """One call for ``(item, text)`` pairs (``text`` replaces a text-only item's own);
-        its answer is decoded later, by whoever lands it."""
+        ``Answer.decode`` reads it (and says when it is malformed)."""
         api = self._raw_api()
         if api is not None:
             path, body = self._raw_request(items, task_type, title)
             return Answer(body=api.request("post", path, body, None).body)
-        response = self.client.models.embed_content(**self._public_call(items, task_type, title))
+        try:
+            response = self.client.models.embed_content(
+                **self._public_call(items, task_type, title)
+            )
+        except json.JSONDecodeError as exc:  # the SDK parses a 200's body with json.loads
+            return Answer(malformed=f"the answer is not valid JSON ({exc})")
         return Answer(response=response)
 
     async def apost(
@@ -129,9 +136,12 @@ class Transport:
         if api is not None:
             path, body = self._raw_request(items, task_type, title)
             return Answer(body=(await api.async_request("post", path, body, None)).body)
-        response = await self.client.aio.models.embed_content(
-            **self._public_call(items, task_type, title)
-        )
+        try:
+            response = await self.client.aio.models.embed_content(
+                **self._public_call(items, task_type, title)
+            )
+        except json.JSONDecodeError as exc:
+            return Answer(malformed=f"the answer is not valid JSON ({exc})")
         return Answer(response=response)
 
     def _raw_api(self) -> Any | None:
@@ -175,15 +185,18 @@ class Transport:
 
 @dataclass(frozen=True)
 class Answer:
-    """A call's answer as it came: the JSON text of a raw request (the Developer API path)
-    or the SDK's ``EmbedContentResponse``. Decoding 100 x 768 values costs ~5 ms under the
-    GIL, so the thread that made the call leaves it to whoever lands the batch and makes
-    its next call first."""
+    """A call's answer as it came: the JSON text of a raw request (the Developer API path),
+    the SDK's ``EmbedContentResponse``, or why the SDK could not read it. The Embedder
+    decodes it in its retry loop, so a malformed answer gets another try like a 503."""
 
     body: str | None = None
     response: types.EmbedContentResponse | None = None
+    malformed: str | None = None
 
     def decode(self) -> CallResult:
+        """Raises ``wire.MalformedAnswer`` for a body that is not an answer."""
+        if self.malformed is not None:
+            raise wire.MalformedAnswer(self.malformed)
         if self.response is None:
             vectors, billed = wire.batch_embed_vectors(self.body or "")
             return CallResult(vectors=vectors, billed_tokens=billed)

@@ -22,6 +22,10 @@ class CallUsage:
 
 @dataclass
 class Usage:
+    """Totals of an Embedder. ``requests`` counts every attempt sent, whatever came of it
+    (answered, malformed, failed, retried or given up); ``retries`` the attempts after a
+    batch's first; items, modalities and tokens only what was embedded."""
+
     requests: int = 0
     items: int = 0
     retries: int = 0
@@ -31,10 +35,15 @@ class Usage:
     calls: deque[CallUsage] = field(default_factory=lambda: deque(maxlen=1000))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def record(self, call: CallUsage) -> None:
+    def record_attempt(self, *, retry: bool) -> None:
+        """One request sent (counted as it goes, so a call that fails for good counts)."""
         with self._lock:
-            self.requests += call.attempts
-            self.retries += call.attempts - 1
+            self.requests += 1
+            self.retries += int(retry)
+
+    def record(self, call: CallUsage) -> None:
+        """A batch embedded (its attempts were counted by ``record_attempt``)."""
+        with self._lock:
             self.items += call.items
             self.modalities.update(call.modalities)
             self.tokens.update(call.tokens)

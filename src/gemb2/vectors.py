@@ -28,12 +28,25 @@ def truncate(vector: Sequence[float], dimensions: int, *, renormalize: bool = Tr
     return normalize(head) if renormalize else [float(x) for x in head]
 
 
+class BadVectorError(ValueError):
+    """One row of an answer cannot be used; ``row`` is its position in the answer."""
+
+    def __init__(self, row: int, reason: str) -> None:
+        self.row = row
+        self.reason = reason
+        super().__init__(f"row {row}: {reason}")
+
+
 def checked_rows(rows: Sequence[Sequence[float]], *, normalize: bool) -> list[list[float]]:
     """Vectors from the service, refused if any is non-finite (or zero, when normalising),
     normalised row by row so a vector comes out the same whatever batch it arrived in.
 
-    Raises ``ValueError`` naming the row."""
-    arr = np.asarray(rows, dtype=np.float64)
+    Raises ``BadVectorError`` naming the row, or ``ValueError`` when the rows are not
+    one matrix of numbers."""
+    try:
+        arr = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("vectors of different lengths, or values that are not numbers") from None
     if arr.ndim != 2:
         raise ValueError("vectors of different lengths")
     # a reduction along each contiguous row gives the same norm whatever rows sit beside it
@@ -41,6 +54,6 @@ def checked_rows(rows: Sequence[Sequence[float]], *, normalize: bool) -> list[li
         norms = np.linalg.norm(arr, axis=1)
     bad = ~np.isfinite(norms) | (normalize & (norms == 0.0))
     if bad.any():
-        raise ValueError(f"row {int(np.argmax(bad))}: vector is zero or holds NaN or infinity")
+        raise BadVectorError(int(np.argmax(bad)), "vector is zero or holds NaN or infinity")
     out: list[list[float]] = (arr / norms[:, None] if normalize else arr).tolist()
     return out

@@ -73,11 +73,38 @@ def batch_embed_request(
     return {"requests": [embed_request(c, task_type, title, dimensions, model) for c in contents]}
 
 
+class MalformedAnswer(ValueError):
+    """A 200 whose body is not an answer (cut short, not JSON, a bare NaN, the wrong
+    shape): a fault on the wire, worth another try."""
+
+
 def batch_embed_vectors(body: str) -> tuple[list[list[float]], int | None]:
-    """Vectors and billed characters (when the answer says) from an answer's JSON text."""
-    # orjson: an answer of 100 x 768 floats parses in ~4 ms, ~24 ms with the json module
-    answer = orjson.loads(body) if body else {}
-    vectors = [e.get("values") or [] for e in answer.get("embeddings") or []]
-    meta = answer.get("metadata") or {}
-    billed = meta.get("billableCharacterCount")
-    return vectors, int(billed) if billed else None
+    """Vectors and billed characters (when the answer says) from an answer's JSON text.
+
+    Raises ``MalformedAnswer`` unless the body is an object holding an ``embeddings``
+    list of ``{"values": [...]}``: the numbers themselves are checked by the caller."""
+    if not body:
+        raise MalformedAnswer("the answer is empty")
+    try:
+        # orjson: an answer of 100 x 768 floats parses in ~4 ms, ~24 ms with the json module
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN and Infinity, as JSON does
+        raise MalformedAnswer(
+            f"the answer is not valid JSON ({exc}; {len(body)} characters)"
+        ) from None
+    embeddings = answer.get("embeddings") if isinstance(answer, dict) else None
+    if not isinstance(embeddings, list):
+        raise MalformedAnswer("the answer holds no 'embeddings' list")
+    vectors = []
+    for i, e in enumerate(embeddings):
+        values = e.get("values") if isinstance(e, dict) else None
+        if not isinstance(values, list):
+            raise MalformedAnswer(f"embedding {i} of the answer holds no 'values' list")
+        vectors.append(values)
+    meta = answer.get("metadata")
+    billed = meta.get("billableCharacterCount") if isinstance(meta, dict) else None
+    try:
+        return vectors, int(billed) if billed else None
+    except (TypeError, ValueError):  # a count is only informative: never fail an answer on it
+        return vectors, None

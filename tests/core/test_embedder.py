@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from pathlib import Path
 
@@ -286,25 +285,19 @@ def test_non_finite_or_zero_vectors_are_refused() -> None:
         emb._validate(batch, CallResult([good, [1.0, 2.0, 3.0]], None))
 
 
-def test_answers_are_decoded_where_they_land_not_in_the_calling_threads(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A worker sends its next call as soon as an answer arrives; decoding the answer
-    (~5 ms for 100 vectors) is left to the thread that lands it."""
-    from gemb2 import transport
+def test_a_bad_row_is_reported_by_position_in_a_typed_error() -> None:
+    """The Embedder names the failing item from ``.row``, not by parsing a message."""
+    from gemb2.vectors import BadVectorError, checked_rows
 
-    decoded_on: list[str] = []
-    decode = transport.Answer.decode
-
-    def recording(self: transport.Answer) -> transport.CallResult:
-        decoded_on.append(threading.current_thread().name)
-        return decode(self)
-
-    monkeypatch.setattr(transport.Answer, "decode", recording)
-    emb = make(emulator, dimensions=128, batch_size=10, max_concurrency=3)
-    out = emb.embed([f"text {i}" for i in range(60)])
-    assert len(out) == 60 and emulator.stats.requests == 6
-    assert decoded_on == [threading.current_thread().name] * 6
+    rows = [[1.0, 0.0], [0.0, 1.0], [float("inf"), 0.0]]
+    with pytest.raises(BadVectorError) as info:
+        checked_rows(rows, normalize=True)
+    assert (info.value.row, info.value.reason) == (2, "vector is zero or holds NaN or infinity")
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(BadVectorError) as zero:
+        checked_rows([[1.0, 0.0], [0.0, 0.0]], normalize=True)
+    assert zero.value.row == 1
+    assert checked_rows([[1.0, 0.0], [0.0, 0.0]], normalize=False)[1] == [0.0, 0.0]
 
 
 def test_a_failing_on_batch_stops_further_calls(emulator: Emulator) -> None:

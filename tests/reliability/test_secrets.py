@@ -20,7 +20,7 @@ import chromadb
 import pytest
 from rel_helpers import DIMS, make_corpus, persistent
 
-from gemb2 import Embedder, EmbedSettings
+from gemb2 import APIError, Embedder, EmbedSettings, RetryExhaustedError
 from gemb2.emulator import Emulator
 
 SECRET = "AIzaSyRELIABILITY-do-not-leak-7f3a9c0d"
@@ -256,3 +256,152 @@ def test_the_cli_never_prints_or_stores_the_key(emulator: Emulator, tmp_path: Pa
     assert "retrying" in forms.texts["retries exhausted: stderr"]  # -v logged the retry
     forms.files("CLI database folder", db)
     forms.assert_clean(expected_at_least=12)
+
+
+# -- a key the service echoes back -----------------------------------------------------------
+
+ECHOED = "AIzaSyECHOED-key_0123456789abcdefghijkl"  # the shape of a Google API key
+PROXY_KEY = "proxy-token-5e1f0c7a9b"  # a configured key of another shape
+
+
+def test_the_keys_in_these_tests_are_what_they_claim() -> None:
+    import re
+
+    assert re.fullmatch(r"AIza[0-9A-Za-z_-]{35}", ECHOED)
+    assert not PROXY_KEY.startswith("AIza")
+
+
+def _raw_403(emulator: Emulator, key: str) -> str:
+    """What the emulator sends back for a refused key: it really echoes it."""
+    import httpx
+
+    answer = httpx.post(
+        f"{emulator.base_url}/v1beta/models/gemini-embedding-2:batchEmbedContents",
+        json={"requests": [{"content": {"parts": [{"text": "x"}]}}]},
+        headers={"x-goog-api-key": key},
+        timeout=30,
+    )
+    assert answer.status_code == 403
+    return answer.text
+
+
+def _error_forms(exc: BaseException) -> dict[str, str]:
+    """An error as a user meets it: text, repr, args, attributes, the printed chain."""
+    forms = {
+        "str": str(exc),
+        "repr": repr(exc),
+        "args": repr(exc.args),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+    for attr in ("message", "details", "last"):
+        if getattr(exc, attr, None) is not None:
+            forms[attr] = repr(getattr(exc, attr))
+    if exc.__cause__ is not None:
+        forms["cause"] = repr(exc.__cause__)
+        forms["cause details"] = repr(getattr(exc.__cause__, "details", None))
+    return forms
+
+
+def _assert_redacted(forms: dict[str, str], key: str) -> None:
+    leaks = [label for label, text in forms.items() if key in text]
+    assert not leaks, f"the key leaked into: {leaks}"
+
+
+@pytest.mark.parametrize(
+    ("how", "key"),
+    [("explicit", ECHOED), ("environment", ECHOED), ("explicit", PROXY_KEY)],
+)
+async def test_a_key_echoed_by_the_service_is_redacted_from_errors_and_logs(
+    how: str,
+    key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: Emulator,
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    if how == "environment":
+        monkeypatch.setenv("GOOGLE_API_KEY", key)
+        settings: dict[str, Any] = {}
+    else:
+        settings = {"api_key": key}
+    emulator.configure(reject_api_key=True)
+    assert key in _raw_403(emulator, key)
+    emb = Embedder(
+        base_url=emulator.base_url,
+        dimensions=DIMS,
+        max_retries=1,
+        backoff_initial=0,
+        backoff_max=0,
+        **settings,
+    )
+    assert emb.settings.resolve_api_key()[0] == key
+
+    # Google's 403 "API key not valid", echoing the key: not retried
+    with pytest.raises(APIError) as refused:
+        emb.embed(["a text"])
+    assert refused.value.code == 403 and refused.value.status == "PERMISSION_DENIED"
+    assert "API key not valid" in str(refused.value) and "<redacted>" in str(refused.value)
+    metadata = refused.value.details["error"]["details"][0]["metadata"]
+    assert metadata["key"] == "<redacted>"
+    forms = {f"403 {k}": v for k, v in _error_forms(refused.value).items()}
+    with pytest.raises(APIError) as refused_async:
+        await emb.aembed(["a text"])
+    forms.update({f"async 403 {k}": v for k, v in _error_forms(refused_async.value).items()})
+
+    # a proxy echoing the key in its 503s: retried, logged, then given up
+    emulator.configure(reject_api_key=False, echo_api_key=True, fault_rate=1.0, faults=("503",))
+    with pytest.raises(RetryExhaustedError) as exhausted:
+        emb.embed(["a text"])
+    assert "(request sent with key <redacted>)" in str(exhausted.value)
+    assert "<redacted>" in str(exhausted.value.last)
+    forms.update({f"exhausted {k}": v for k, v in _error_forms(exhausted.value).items()})
+    await emb.aclose()
+
+    ours = [r for r in debug_logs.records if r.name.split(".")[0] in ("gemb2", "haystack_gemb2")]
+    assert any("retrying" in r.getMessage() and "<redacted>" in r.getMessage() for r in ours)
+    forms["gemb2 log records"] = "\n".join(r.getMessage() for r in ours)
+    forms["every log line"] = debug_logs.text
+    _assert_redacted(forms, key)
+
+
+def test_any_google_shaped_key_is_redacted_from_the_packages_errors() -> None:
+    """A key the process never configured (another project's, pasted into a message)."""
+    err = APIError(f"bad key {ECHOED}!", code=400, details={"error": {"key": ECHOED}})
+    exhausted = RetryExhaustedError(err, 2)
+    for text in (str(err), repr(err), repr(err.details), str(exhausted), repr(exhausted.details)):
+        assert ECHOED not in text and "<redacted>" in text
+
+
+def test_the_cli_prints_no_echoed_key(emulator: Emulator) -> None:
+    """``gemb2 embed --base-url`` with the key in the environment: the service's 403 and a
+    proxy's 503s (logged at -v as they are retried) reach stderr without the key."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
+    env.update(GOOGLE_API_KEY=ECHOED, ANONYMIZED_TELEMETRY="False")
+    base = ["--base-url", emulator.base_url, "--dimensions", str(DIMS)]
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gemb2.cli", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
+
+    emulator.configure(reject_api_key=True)
+    refused = cli("embed", "a text", *base)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == (
+        "gemb2 embed: error: 403 PERMISSION_DENIED: API key not valid. Please pass a valid "
+        "API key. (key: <redacted>)\n"
+    )
+
+    emulator.configure(reject_api_key=False, echo_api_key=True, fault_rate=1.0, faults=("503",))
+    exhausted = cli("-v", "embed", "a text", "--max-retries", "1", *base)
+    assert exhausted.returncode == 2
+    lines = exhausted.stderr.splitlines()
+    assert any("retrying" in line and "<redacted>" in line for line in lines), lines
+    assert lines[-1].startswith("gemb2 embed: error: ")
+    assert "gave up after 2 attempts: 503 UNAVAILABLE: The model is overloaded" in lines[-1]
+    assert lines[-1].endswith("(request sent with key <redacted>)")
+    for run in (refused, exhausted):
+        assert ECHOED not in run.stdout + run.stderr

@@ -77,6 +77,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="batch jobs refuse items that hold media (as a text-only Batch Mode would)",
     )
+    parser.add_argument(
+        "--reject-api-key",
+        action="store_true",
+        help="answer 403 'API key not valid', echoing the request's key",
+    )
+    parser.add_argument(
+        "--echo-api-key",
+        action="store_true",
+        help="error messages echo the request's key (as some proxies do)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -98,6 +108,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             "batch_fail_every": getattr(args, "batch_fail_every", None),
             "batch_fail_indices": getattr(args, "batch_fail_indices", ""),
             "batch_accepts_media": not getattr(args, "batch_rejects_media", False),
+            "reject_api_key": getattr(args, "reject_api_key", False),
+            "echo_api_key": getattr(args, "echo_api_key", False),
         }
     )
 

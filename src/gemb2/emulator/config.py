@@ -6,9 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-FaultKind = Literal["429", "500", "503", "slow", "drop"]
+FaultKind = Literal[
+    "429", "500", "503", "slow", "drop", "truncated", "nan", "wrong_count", "wrong_dim"
+]
 BatchFinalState = Literal["SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"]
-FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "slow", "drop")
+# answered 200 with a body a client must refuse (online embedding routes only): cut in
+# half, a bare NaN for the first value, one vector too few, the first vector one short
+ANSWER_FAULTS: tuple[str, ...] = ("truncated", "nan", "wrong_count", "wrong_dim")
+FAULT_KINDS: tuple[str, ...] = ("429", "500", "503", "slow", "drop", *ANSWER_FAULTS)
 
 
 class EmulatorConfig(BaseModel):
@@ -35,6 +40,14 @@ class EmulatorConfig(BaseModel):
         description="only the first N requests after configure() may fault, then all succeed",
     )
     retry_delay: float = Field(1.0, ge=0, description="retryDelay of injected 429s, seconds")
+    reject_api_key: bool = Field(
+        False,
+        description="answer every embedding call 403 PERMISSION_DENIED, echoing the "
+        "request's API key in the message and details (as Google's 'API key not valid' does)",
+    )
+    echo_api_key: bool = Field(
+        False, description="every error answer's message echoes the request's key (a proxy)"
+    )
     slow_seconds: float = Field(5.0, ge=0, description="sleep of a 'slow' fault, seconds")
     seed: int = Field(0, description="seed of the fault draws (deterministic per request order)")
     max_batch: int = Field(100, ge=1, description="requests allowed in one batch call")

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 WINDOW_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One injected failure: ``kind`` is "429", "500", "503", "slow", "drop" or "rate_limit"."""
+    """One injected failure: ``kind`` is "429", "500", "503", "slow", "drop", "rate_limit",
+    or one of the malformed 200 answers "truncated", "nan", "wrong_count", "wrong_dim"."""
 
     kind: str
     retry_delay: float = 0.0
@@ -73,6 +78,31 @@ class FaultDrawer:
             return None
         kind = kinds[pick]
         return Fault(kind=kind, retry_delay=retry_delay if kind == "429" else 0.0)
+
+
+def malformed_answer(kind: str, answer: dict[str, Any]) -> bytes:
+    """A 200's body that a client must refuse, from the good ``answer``: cut in half
+    (valid Content-Length, invalid JSON), a bare ``NaN`` as the first value (JSON has no
+    NaN), one vector too few (none for a single item), or the first vector one short."""
+    if kind == "wrong_count":
+        if "embeddings" in answer:
+            answer = {**answer, "embeddings": answer["embeddings"][:-1]}
+        else:
+            answer = {k: v for k, v in answer.items() if k != "embedding"}
+    elif kind == "wrong_dim":
+        key = "embeddings" if "embeddings" in answer else "embedding"
+        first = answer[key][0] if key == "embeddings" else answer[key]
+        short = {**first, "values": first["values"][:-1]}
+        answer = {**answer, key: [short, *answer[key][1:]] if key == "embeddings" else short}
+    data = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+    if kind == "truncated":
+        return data[: len(data) // 2]
+    if kind == "nan":
+        return _FIRST_VALUE.sub(b'"values":[NaN', data, count=1)
+    return data
+
+
+_FIRST_VALUE = re.compile(rb'"values":\[-?[0-9.eE+-]+')
 
 
 def format_seconds(seconds: float) -> str:

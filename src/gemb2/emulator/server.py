@@ -18,16 +18,16 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ConfigError
 from ..models import MODELS, ModelSpec, get_model
 from . import api_errors
 from .api_errors import ApiError
 from .batch_api import BatchApi
-from .config import EmulatorConfig
+from .config import ANSWER_FAULTS, EmulatorConfig
 from .contents import Item, MediaCache, parse_item
-from .faults import FaultDrawer, RateLimiter
+from .faults import Fault, FaultDrawer, RateLimiter, malformed_answer
 from .stats import EmulatorStats
 from .vectors import Vector, content_vector, output_values, space_of
 
@@ -103,7 +103,16 @@ class EmulatorApp:
             return 200, {"models": [_model_info(s) for s in MODELS.values()]}
         raise api_errors.not_found(f"no route for GET {path}")
 
-    def handle_post(self, path: str, raw: bytes) -> tuple[int, Any]:
+    def handle_post(self, path: str, raw: bytes, api_key: str | None = None) -> tuple[int, Any]:
+        """An embedding call; ``api_key`` is the key the request carried (header or query)."""
+        try:
+            return self._handle_post(path, raw, api_key)
+        except ApiError as exc:
+            if api_key and self.config.echo_api_key:  # as some proxies do
+                exc.message = f"{exc.message} (request sent with key {api_key})"
+            raise
+
+    def _handle_post(self, path: str, raw: bytes, api_key: str | None) -> tuple[int, Any]:
         m = _ROUTE.match(path)
         if not m or m.group("method") not in EMBED_METHODS:
             raise api_errors.not_found(
@@ -115,7 +124,9 @@ class EmulatorApp:
         body, parse_error = _parse_json(raw)
         self.stats.count_request(body, len(raw))
         cfg = self.config
-        self._faults(cfg)
+        if cfg.reject_api_key:
+            raise _key_not_valid(api_key)
+        answer_fault = self._faults(cfg)
         if parse_error is not None:
             self.sleep(cfg.latency_per_request)
             raise api_errors.invalid(parse_error)
@@ -147,12 +158,18 @@ class EmulatorApp:
         self.stats.count_items(
             len(items), [it.task for it in items if it.task], [it.dims for it in items]
         )
-        answer = _dumps(_answer(method, vertex, items, vectors))  # written inside the time too
+        # written inside the time too
+        if answer_fault is not None:
+            answer = malformed_answer(answer_fault.kind, _answer(method, vertex, items, vectors))
+        else:
+            answer = _dumps(_answer(method, vertex, items, vectors))
         service = cfg.latency_per_request + cfg.latency_per_item * len(items)
         self.sleep(service - (time.monotonic() - started))
         return 200, answer
 
-    def _faults(self, cfg: EmulatorConfig) -> None:
+    def _faults(self, cfg: EmulatorConfig) -> Fault | None:
+        """Raise the fault drawn for this request, or return it when it is a malformed
+        answer (the caller answers 200 with a bad body), or return None."""
         wait = self.limiter.acquire()
         if wait is not None:
             self.stats.count_fault("rate_limit")
@@ -166,8 +183,10 @@ class EmulatorApp:
             self._since_configure += 1
         fault = self.drawer.draw(cfg.fault_rate, cfg.faults, cfg.retry_delay)
         if fault is None or (cfg.fail_first is not None and nth >= cfg.fail_first):
-            return
+            return None
         self.stats.count_fault(fault.kind)
+        if fault.kind in ANSWER_FAULTS:
+            return fault
         if fault.kind == "429":
             raise api_errors.resource_exhausted(
                 fault.retry_delay, "Resource has been exhausted (e.g. check quota)."
@@ -180,6 +199,23 @@ class EmulatorApp:
             raise Drop()
         if fault.kind == "slow":
             self.sleep(cfg.slow_seconds)
+        return None
+
+
+def _key_not_valid(api_key: str | None) -> ApiError:
+    """Google's answer to a key it refuses, echoing the key as the message does."""
+    return ApiError(
+        403,
+        f"API key not valid. Please pass a valid API key. (key: {api_key or 'none'})",
+        details=[
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com", "key": api_key},
+            }
+        ],
+    )
 
 
 def _parse_json(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -325,7 +361,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._batch_route(raw):
             return
-        self._serve(lambda path: self.server.app.handle_post(path, raw))
+        key: str | None = self.headers.get("x-goog-api-key")
+        if key is None:
+            key = next(iter(parse_qs(urlsplit(self.path).query).get("key", [])), None)
+        self._serve(lambda path: self.server.app.handle_post(path, raw, key))
 
     def do_DELETE(self) -> None:
         if not self._batch_route(b""):

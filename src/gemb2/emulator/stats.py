@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 LAST_BODIES = 50
+LAST_TIMES = 10_000
 # Bodies larger than this keep only a prefix of each long base64 string, so a
 # long-running emulator fed with video does not hold gigabytes of copies.
 _BODY_KEEP_BYTES = 4 * 1024 * 1024
@@ -21,6 +23,9 @@ class EmulatorStats:
     items: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     last_bodies: list[dict[str, Any]] = field(default_factory=list)
+    # time.monotonic() as each embedding call arrived (the last LAST_TIMES): the client's
+    # pacing, measured where it lands
+    arrivals: list[float] = field(default_factory=list)
     tasks: dict[str, int] = field(default_factory=dict)
     dimensions: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -28,6 +33,8 @@ class EmulatorStats:
     def count_request(self, body: dict[str, Any] | None, raw_size: int) -> None:
         with self._lock:
             self.requests += 1
+            self.arrivals.append(time.monotonic())
+            del self.arrivals[:-LAST_TIMES]
             if body is not None:
                 self.last_bodies.append(body if raw_size <= _BODY_KEEP_BYTES else _shrink(body))
                 del self.last_bodies[:-LAST_BODIES]
@@ -51,6 +58,7 @@ class EmulatorStats:
             self.items = 0
             self.faults.clear()
             self.last_bodies.clear()
+            self.arrivals.clear()
             self.tasks.clear()
             self.dimensions.clear()
 
