@@ -44,7 +44,7 @@ from .errors import (
     ResponseMismatchError,
     RetryExhaustedError,
 )
-from .loading import file_hash, load_file
+from .loading import file_hash, load_file, source_path
 from .media import Item, ItemLike, Media, as_items
 from .models import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
 from .tasks import Role
@@ -918,9 +918,10 @@ def _fallback_ref(e: _Entry) -> dict[str, Any]:
     """How to rebuild a media item for an online retry: its file and piece when it came
     from ``load_file`` (cheap to keep), else the content itself."""
     meta = e.item.metadata
-    if {"source", "piece", "file_hash"} <= meta.keys() and Path(str(meta["source"])).is_file():
+    if {"source", "piece", "file_hash"} <= meta.keys() and source_path(meta).is_file():
         return {
             "source": str(meta["source"]),
+            **({"source_escaped": True} if meta.get("source_escaped") else {}),
             "piece": meta["piece"],
             "file_hash": meta["file_hash"],
         }
@@ -941,7 +942,7 @@ def _restore(ref: Mapping[str, Any], embedder: Embedder) -> Item:
                 fd = part["file_data"]
                 parts.append(Media.from_url(fd["file_uri"], fd.get("mime_type"), fetch=False))
         return Item(parts=tuple(parts))
-    source = str(ref["source"])
+    source = str(source_path(ref))
     try:
         digest = file_hash(Path(source))
     except OSError as exc:

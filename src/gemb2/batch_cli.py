@@ -106,6 +106,11 @@ class _Planner:
         self._collection = collection
         self._context = context
         self.pending: list[tuple[str, Item]] = []
+        # what each pending key's vector is stored as: its record, and those of any
+        # identical items (copies of a file), which are submitted once and share it
+        self.payloads: dict[str, dict[str, Any]] = {}
+        self._first: dict[str, str] = {}  # content fingerprint -> the pending key sent
+        self.copies = 0
         self.already_pending = 0
         self.already_stored = 0
         self.online = 0
@@ -123,11 +128,16 @@ class _Planner:
         **kwargs: Any,
     ) -> list[list[float]]:
         from .indexer import record_id
+        from .loading import source_path
 
         e = self._embedder
         ids = [
             record_id(
-                str(it.metadata["file_hash"]), e.model, e.dimensions, int(it.metadata["piece"])
+                source_path(it.metadata),
+                str(it.metadata["file_hash"]),
+                e.model,
+                e.dimensions,
+                int(it.metadata["piece"]),
             )
             for it in items
         ]
@@ -152,8 +162,21 @@ class _Planner:
             elif ids[i] in stored:
                 self.already_stored += 1
             else:
-                self.pending.append((ids[i], items[i]))
+                self._add(ids[i], items[i])
         return []
+
+    def _add(self, key: str, item: Item) -> None:
+        """Pend an item, or add its record to the identical item already pending."""
+        content = item.fingerprint()
+        first = self._first.get(content)
+        if first is not None:
+            copies = self.payloads[first].setdefault("copies", [])
+            copies.append({"id": key, **record(item)})
+            self.copies += 1
+            return
+        self._first[content] = key
+        self.pending.append((key, item))
+        self.payloads[key] = record(item)
 
 
 def record(item: Item) -> dict[str, Any]:
@@ -170,8 +193,16 @@ def record(item: Item) -> dict[str, Any]:
 def store_records(
     collection: Any, keys: list[str], vectors: list[list[float]], payloads: Iterable[Any]
 ) -> None:
-    """Upsert records in chunks the Chroma server accepts."""
-    rows = list(payloads)
+    """Upsert records in chunks the Chroma server accepts; a payload's ``copies`` (the
+    records of identical items, submitted once) are stored with the same vector."""
+    rows: list[Any] = []
+    all_keys, all_vectors = [], []
+    for key, vector, payload in zip(keys, vectors, payloads, strict=True):
+        for k, p in ((key, payload), *((c["id"], c) for c in _copies(payload))):
+            all_keys.append(k)
+            all_vectors.append(vector)
+            rows.append(p)
+    keys, vectors = all_keys, all_vectors
     for start in range(0, len(keys), UPSERT_CHUNK):
         end = start + UPSERT_CHUNK
         chunk = rows[start:end]
@@ -182,6 +213,10 @@ def store_records(
             documents=[p["document"] for p in chunk],
             uris=[p["uri"] for p in chunk],
         )
+
+
+def _copies(payload: Any) -> list[dict[str, Any]]:
+    return list(payload.get("copies") or []) if isinstance(payload, dict) else []
 
 
 def submit_index(args: argparse.Namespace, session: Any) -> int:
@@ -221,17 +256,17 @@ def submit_index(args: argparse.Namespace, session: Any) -> int:
     )
     online_stored = 0  # cache hits, stored by on_online
 
-    by_key = dict(planner.pending)
+    payloads = planner.payloads
 
     def on_online(keys: list[str], vectors: list[list[float]]) -> None:
         nonlocal online_stored
-        store_records(collection, keys, vectors, (record(by_key[k]) for k in keys))
-        online_stored += len(keys)
+        store_records(collection, keys, vectors, [payloads[k] for k in keys])
+        online_stored += len(keys) + sum(len(_copies(payloads[k])) for k in keys)
 
     sub = batch.submit(
         [it for _, it in planner.pending],
         keys=[rid for rid, _ in planner.pending],
-        payloads=[record(it) for _, it in planner.pending],
+        payloads=[payloads[rid] for rid, _ in planner.pending],
         mode=args.batch_input,
         context=context,
         on_online=on_online,
@@ -242,7 +277,8 @@ def submit_index(args: argparse.Namespace, session: Any) -> int:
         f"({planner.online} media embedded online, {sub.cached} from cache); "
         f"{report.files_unchanged} unchanged, {len(report.skipped)} skipped, "
         f"{planner.already_pending} already waiting in a job, "
-        f"{planner.already_stored} already stored"
+        f"{planner.already_stored} already stored, "
+        f"{planner.copies} copies of identical items (submitted once)"
     )
     if sub.refused_media:
         print(
@@ -391,6 +427,7 @@ def _collect_into(
     t0 = time.monotonic()
     result = batch.collect(job.name, fallback_online=fallback)
     store_records(collection, result.keys, result.vectors, result.payloads)
+    stored = len(result.keys) + sum(len(_copies(p)) for p in result.payloads)
     name = getattr(collection, "name", "?")
     for f in result.fallback:
         print(
@@ -402,7 +439,7 @@ def _collect_into(
         code = f" ({f.code})" if f.code is not None else ""
         print(f"failed {_where(f.payload)} [{f.key}]{code}: {f.message}", file=sys.stderr)
     print(
-        f"collected {job.name}: stored {len(result.keys)} items into {name!r} "
+        f"collected {job.name}: stored {stored} items into {name!r} "
         f"in {time.monotonic() - t0:.1f}s; {len(result.failures)} failed, "
         f"{len(result.fallback)} embedded online instead"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, batch_cli
-from .errors import ConfigError, Gemb2Error, InputError
+from .errors import ConfigError, Gemb2Error, InputError, StoreError
 from .settings import API_KEY_ENV_VARS
 
 STAND_IN_NOTICE = (
@@ -127,7 +127,7 @@ def _matryoshka(
 
 def cmd_index(args: argparse.Namespace, session: _Session) -> int:
     from .cache import VectorCache
-    from .indexer import bound_malloc, index_paths
+    from .indexer import IndexReport, bound_malloc, index_paths
 
     bound_malloc()  # this process is ours: hand large freed buffers back (see its doc)
 
@@ -155,16 +155,24 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
         embedder.cache = VectorCache(Path(args.db) / "vector-cache.sqlite")
     t0 = time.monotonic()
 
-    def on_skip(source: str, reason: str) -> None:
-        print(f"skipped {source}: {reason}", file=sys.stderr)
-
+    report = IndexReport()
     try:
-        report = index_paths(args.paths, target, embedder, progress=not args.quiet, on_skip=on_skip)
+        index_paths(
+            args.paths,
+            target,
+            embedder,
+            progress=not args.quiet,
+            on_skip=_print_skip,
+            report=report,
+        )
+    except StoreError:
+        raise  # its one line says what failed, what is stored and that a re-run resumes
     except BaseException:
         # what landed is stored: say how far it got, then let main() report the error
         print(
-            f"stored before the failure: {embedder.usage.summary()}; run the same command "
-            "again to resume (stored items are not embedded again)",
+            f"stored before the failure: {report.items_written} items "
+            f"({embedder.usage.summary()}); run the same command again to resume "
+            "(stored items are not embedded again)",
             file=sys.stderr,
         )
         raise
@@ -176,10 +184,18 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
         f"{len(report.skipped)} skipped, {report.removed_stale} stale pieces removed"
     )
     print(
-        f"{usage.requests} API requests, {usage.retries} retries, {usage.cached} from cache; "
+        f"{usage.requests} API requests, {usage.retries} retries, {usage.cached} from cache, "
+        f"{report.items_reused + usage.deduplicated} copies of identical content (no call); "
         f"{usage.cost_line()}"
     )
     return 0
+
+
+def _print_skip(source: str, reason: str) -> None:
+    """One line per skipped file; a name that is not UTF-8 is shown escaped, as stored."""
+    from .loading import source_name
+
+    print(f"skipped {source_name(source)[0]}: {reason}", file=sys.stderr)
 
 
 def _query_item(args: argparse.Namespace) -> Any:

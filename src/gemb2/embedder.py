@@ -188,7 +188,7 @@ class Embedder:
         ``ResponseMismatchError`` (naming the batch's items) is the ``.last``."""
         prepared = self.prepare(inputs, role=role, task=task)
         results: list[list[float] | None] = [None] * len(prepared)
-        batches = self._serve_from_cache(prepared, results, on_batch)
+        batches, on_batch = self._plan(prepared, results, on_batch)
         bar = tqdm(total=len(prepared), disable=not progress, unit="item", desc="embedding")
         bar.update(len(prepared) - sum(len(b) for b in batches))
         try:
@@ -214,7 +214,7 @@ class Embedder:
         """Async twin of ``embed`` on the SDK's async client (no thread pool)."""
         prepared = self.prepare(inputs, role=role, task=task)
         results: list[list[float] | None] = [None] * len(prepared)
-        batches = self._serve_from_cache(prepared, results, on_batch)
+        batches, on_batch = self._plan(prepared, results, on_batch)
         bar = tqdm(total=len(prepared), disable=not progress, unit="item", desc="embedding")
         bar.update(len(prepared) - sum(len(b) for b in batches))
 
@@ -332,6 +332,33 @@ class Embedder:
         h.update((text or "").encode("utf-8", "surrogatepass"))
         h.update(item.fingerprint().encode())
         return h.hexdigest()
+
+    def _plan(
+        self,
+        prepared: list[_Prepared],
+        results: list[list[float] | None],
+        on_batch: OnBatch | None,
+    ) -> tuple[list[list[_Prepared]], OnBatch | None]:
+        """Serve cache hits, send each distinct request once (identical items in one
+        call, e.g. copies of a file or the blank pieces of a PDF, share one vector), and
+        batch the rest. The ``on_batch`` returned also lands every copy of what it gets."""
+        batches = self._serve_from_cache(prepared, results, on_batch)
+        sent, copies = _distinct([p for b in batches for p in b])
+        if not copies:
+            return batches, on_batch
+
+        def land(indices: list[int], vectors: list[list[float]]) -> None:
+            more, values = [], []
+            for i, v in zip(indices, vectors, strict=True):
+                for j in copies.get(i, ()):
+                    results[j] = v
+                    more.append(j)
+                    values.append(v)
+            self.usage.record_deduplicated(len(more))
+            if on_batch:
+                on_batch(list(indices) + more, list(vectors) + values)
+
+        return self._batches(sent), land
 
     def _serve_from_cache(
         self,
@@ -604,6 +631,38 @@ class Embedder:
         if sem is None:
             sem = self._asems[loop_id] = asyncio.Semaphore(self.settings.max_concurrency)
         return sem
+
+
+def _distinct(todo: list[_Prepared]) -> tuple[list[_Prepared], dict[int, list[int]]]:
+    """The first of each group of identical requests (same options and content sent),
+    and the input indices of the others by their first's index. Grouped by what is
+    cheap to compare (the text sent, or each part's text or type, size and URI); only
+    media items equal on all of that are told apart by content digest (a read)."""
+    groups: dict[tuple[Any, ...], list[_Prepared]] = {}
+    for p in todo:
+        if p.text is not None:  # a conditioned text is sent alone, as it is
+            sent_as: Any = p.text
+        else:
+            sent_as = tuple(
+                x if isinstance(x, str) else (x.mime_type, x.size, x.uri) for x in p.item.parts
+            )
+        groups.setdefault((p.task_type, p.title, sent_as), []).append(p)
+    sent: list[_Prepared] = []
+    copies: dict[int, list[int]] = {}
+    for group in groups.values():
+        if len(group) > 1 and group[0].item.media:
+            by_content: dict[tuple[str, ...], list[_Prepared]] = {}
+            for p in group:
+                by_content.setdefault(tuple(m.digest for m in p.item.media), []).append(p)
+            split = list(by_content.values())
+        else:
+            split = [group]
+        for same in split:
+            sent.append(same[0])
+            if len(same) > 1:
+                copies[same[0].index] = [p.index for p in same[1:]]
+    sent.sort(key=lambda p: p.index)
+    return sent, copies
 
 
 def _needs_reading(value: object) -> bool | None:

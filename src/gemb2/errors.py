@@ -136,3 +136,13 @@ class ResponseMismatchError(APIError):
 
 class ModelMismatchError(Gemb2Error, ValueError):
     """A collection was built with another model or dimension; the spaces are incompatible."""
+
+
+class StoreError(Gemb2Error):
+    """A vector store operation failed (its server went away, it refused a write) during
+    indexing. ``report`` is the ``IndexReport`` up to the failure (``items_written``:
+    the records this run stored); the store's own error is ``__cause__``."""
+
+    def __init__(self, message: str, *, report: Any = None) -> None:
+        self.report = report
+        super().__init__(message)

@@ -82,6 +82,61 @@ def _refused(path: Path, top: Path) -> str | None:
     return None
 
 
+def source_name(path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """The ``source`` a piece records for ``path``, and whether it is escaped.
+
+    A name that is not valid UTF-8 (legal on Linux: Python holds its bad bytes as lone
+    surrogates, which Chroma, JSON and most stores refuse) is written with each such
+    byte as ``\\xNN`` and each backslash doubled, e.g. ``bad\\xffname.png``, and the
+    piece gets ``source_escaped=True``; ``source_path`` turns it back into the real path.
+    Every other name is ``str(path)``, unchanged."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return text, False
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as surrogateescape holds it
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:  # not from a file name (only Windows makes these)
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out), True
+
+
+def source_path(meta: Mapping[str, Any]) -> Path:
+    """The real path of a piece's ``source`` (undoing ``source_name``'s escaping)."""
+    source = str(meta["source"])
+    if not meta.get("source_escaped"):
+        return Path(source)
+    raw = bytearray()
+    i = 0
+    while i < len(source):
+        ch = source[i]
+        if ch == "\\" and source[i + 1 : i + 2] == "\\":
+            raw += b"\\"
+            i += 2
+        elif ch == "\\" and source[i + 1 : i + 2] == "x":
+            raw.append(int(source[i + 2 : i + 4], 16))
+            i += 4
+        elif ch == "\\" and source[i + 1 : i + 2] == "u":
+            raw += chr(int(source[i + 2 : i + 6], 16)).encode("utf-8", "surrogatepass")
+            i += 6
+        else:
+            raw += ch.encode("utf-8")
+            i += 1
+    return Path(os.fsdecode(bytes(raw)))
+
+
 def file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -138,14 +193,17 @@ def _piece_meta(path: Path, seg: segment.Segment, digest: str, count: int) -> di
     meta: dict[str, Any] = {
         k: v for k, v in seg.metadata().items() if v is not None and k not in ("source", "count")
     }
+    source, escaped = source_name(path)
     meta.update(
-        source=str(path),
+        source=source,
         file_hash=digest,
         modality=seg.modality,
         mime_type=seg.mime_type,
         piece=seg.index,
         pieces=count,
     )
+    if escaped:
+        meta["source_escaped"] = True
     return meta
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, MediaReadError
-from .loading import file_hash, label, load_file
+from .loading import file_hash, label, load_file, source_path
 from .media import Item
 from .models import Limits
 
 # Metadata load_file writes on every piece.
 PIECE_KEYS = (
     "source",
+    "source_escaped",
     "file_hash",
     "modality",
     "mime_type",
@@ -134,7 +135,7 @@ def load_piece(
     overlap_seconds: float = 2.0,
 ) -> Item:
     """The piece ``meta`` (as written by ``load_file``) describes."""
-    source = str(meta["source"])
+    source = str(source_path(meta))
     digest = meta.get("file_hash")
     if digest:
         check_unchanged(source, str(digest))

@@ -30,6 +30,8 @@ class Usage:
     items: int = 0
     retries: int = 0
     cached: int = 0
+    # items answered with the vector of an identical item sent in the same call
+    deduplicated: int = 0
     modalities: Counter[str] = field(default_factory=Counter)
     tokens: Counter[str] = field(default_factory=Counter)
     calls: deque[CallUsage] = field(default_factory=lambda: deque(maxlen=1000))
@@ -53,6 +55,10 @@ class Usage:
         with self._lock:
             self.cached += n
 
+    def record_deduplicated(self, n: int) -> None:
+        with self._lock:
+            self.deduplicated += n
+
     def cost(self, *, batch_mode: bool = False) -> float:
         """Estimated USD at list prices."""
         return sum(self.cost_by_modality(batch_mode=batch_mode).values())
@@ -65,6 +71,7 @@ class Usage:
                 items=self.items,
                 retries=self.retries,
                 cached=self.cached,
+                deduplicated=self.deduplicated,
                 modalities=Counter(self.modalities),
                 tokens=Counter(self.tokens),
             )
@@ -77,6 +84,7 @@ class Usage:
             items=now.items - before.items,
             retries=now.retries - before.retries,
             cached=now.cached - before.cached,
+            deduplicated=now.deduplicated - before.deduplicated,
             modalities=now.modalities - before.modalities,
             tokens=now.tokens - before.tokens,
         )
@@ -87,6 +95,7 @@ class Usage:
             "items": self.items,
             "retries": self.retries,
             "cached": self.cached,
+            "deduplicated": self.deduplicated,
             "modalities": dict(self.modalities),
             "tokens": dict(self.tokens),
             "estimated_cost_usd": self.cost(),
@@ -107,5 +116,6 @@ class Usage:
         mods = ", ".join(f"{m}: {n}" for m, n in sorted(self.modalities.items())) or "none"
         return (
             f"{self.items} items embedded ({mods}), {self.cached} from cache, "
+            f"{self.deduplicated} identical to another, "
             f"{self.requests} requests, {self.retries} retries, {self.cost_line()}"
         )

@@ -32,7 +32,7 @@ from llama_index.core.schema import (
 from llama_index.core.utils import get_tqdm_iterable
 
 from gemb2 import DEFAULT_MODEL, Item, Limits, Media, get_model
-from gemb2.loading import load_file
+from gemb2.loading import load_file, source_path
 from gemb2.pieces import PIECE_KEYS, remember
 from gemb2.segment import split_text
 from gemb2.tasks import PREFIX_TOKENS
@@ -198,7 +198,7 @@ class GeminiMediaNodeParser(NodeParser):
                 nodes.append(
                     ImageNode(
                         text=label(meta),
-                        image_path=str(meta["source"]),
+                        image_path=str(source_path(meta)),
                         image_mimetype=str(meta["mime_type"]),
                         **common,
                     )
