@@ -108,8 +108,9 @@ def warm(embedder: Any) -> None:
     import pypdf  # noqa: F401
 
     import gemb2.probe  # noqa: F401
+    from gemb2.transport import genai_client
 
-    _ = embedder.transport.client
+    _ = genai_client(embedder.transport)
 
 
 def gemb2_settings(job: Job) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from .loading import file_hash, load_file, source_path
 from .media import Item, ItemLike, Media, as_items
 from .models import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
 from .tasks import Role
+from .transport import genai_client
 from .wire import embed_request, item_json
 
 log = logging.getLogger("gemb2")
@@ -532,7 +533,7 @@ class BatchEmbedder:
 
     def _create(self, entries: list[_Entry], inline: bool, context: dict[str, Any]) -> JobRecord:
         s = self.embedder.settings
-        client = self.embedder.transport.client
+        client = genai_client(self.embedder.transport)
         display = f"gemb2-{len(entries)}-items-{secrets.token_hex(4)}"
         input_file = None
         if inline:
@@ -592,7 +593,7 @@ class BatchEmbedder:
 
     def _upload(self, entries: list[_Entry], display: str) -> str:
         dims = self.embedder.dimensions
-        client = self.embedder.transport.client
+        client = genai_client(self.embedder.transport)
         with tempfile.TemporaryDirectory(prefix="gemb2-batch-") as tmp:
             path = Path(tmp) / f"{display}.jsonl"
             with path.open("wb") as f:
@@ -721,7 +722,7 @@ class BatchEmbedder:
         seen_tokens = False
         if dest is not None and dest.file_name:
             name = dest.file_name
-            client = self.embedder.transport.client
+            client = genai_client(self.embedder.transport)
             data = self._retrying(
                 "download the batch results", lambda: client.files.download(file=name)
             )
@@ -812,7 +813,7 @@ class BatchEmbedder:
         )
 
     def _get(self, name: str) -> types.BatchJob:
-        client = self.embedder.transport.client
+        client = genai_client(self.embedder.transport)
         job: types.BatchJob = self._retrying(
             f"get batch job {name}", lambda: client.batches.get(name=name)
         )
@@ -820,7 +821,7 @@ class BatchEmbedder:
 
     def _delete_file(self, name: str) -> None:
         try:
-            self.embedder.transport.client.files.delete(name=name)
+            genai_client(self.embedder.transport).files.delete(name=name)
         except Exception as exc:  # the service deletes it after 48 h anyway
             log.info("could not delete the uploaded batch input %s: %s", name, exc)
 

@@ -39,7 +39,7 @@ from .ratelimit import RateLimiter
 from .settings import EmbedSettings
 from .tasks import Role, condition
 from .tokens import utf8_len
-from .transport import Answer, CallResult, Transport
+from .transport import Answer, CallResult, EmbedCall, GenAITransport, Transport
 from .usage import CallUsage, Usage
 
 log = logging.getLogger("gemb2")
@@ -133,6 +133,7 @@ class Embedder:
         settings: EmbedSettings | None = None,
         *,
         cache: VectorCache | None = None,
+        transport: Transport | None = None,
         **overrides: Any,
     ) -> None:
         if settings is None:
@@ -149,7 +150,8 @@ class Embedder:
             self._limits = self._limits.model_copy(update={"max_tokens": sys.maxsize})
         self.cache = cache
         self.usage = Usage()
-        self.transport = Transport(settings)
+        # anything that sends calls (gemb2.testing.FakeTransport in a user's tests)
+        self.transport: Transport = transport or GenAITransport(settings)
         self._limiter = RateLimiter(
             settings.requests_per_minute,
             settings.tokens_per_minute,
@@ -382,7 +384,7 @@ class Embedder:
     def _batches(self, prepared: list[_Prepared]) -> list[list[_Prepared]]:
         """Group by request options, then cut at the item count and payload size."""
         s = self.settings
-        limit = self.transport.max_batch
+        limit = min(s.batch_size, s.resolved_limits.max_batch, self.transport.max_batch)
         max_bytes = min(s.resolved_limits.max_inline_bytes, s.max_call_bytes)
         groups: dict[tuple[str | None, str | None], list[_Prepared]] = {}
         for p in prepared:
@@ -548,11 +550,18 @@ class Embedder:
             return
         self.usage.record_attempt(retry=attempt > 1)
 
+    def _embed_call(self, batch: list[_Prepared]) -> EmbedCall:
+        return EmbedCall(
+            self.model,
+            self.dimensions,
+            [(p.item, p.text) for p in batch],
+            batch[0].task_type,
+            batch[0].title,
+        )
+
     def _send(self, batch: list[_Prepared], attempt: int) -> Answer:
         try:
-            answer = self.transport.post(
-                [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
-            )
+            answer = self.transport.post(self._embed_call(batch))
         except BaseException as exc:
             self._count(attempt, exc)
             raise
@@ -561,9 +570,7 @@ class Embedder:
 
     async def _asend(self, batch: list[_Prepared], attempt: int) -> Answer:
         try:
-            answer = await self.transport.apost(
-                [(p.item, p.text) for p in batch], batch[0].task_type, batch[0].title
-            )
+            answer = await self.transport.apost(self._embed_call(batch))
         except BaseException as exc:  # a cancelled call was sent all the same
             self._count(attempt, exc)
             raise

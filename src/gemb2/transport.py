@@ -1,6 +1,9 @@
-"""The one place that talks to google-genai: client construction and raw calls.
+"""Transports: what sends one batch call and hands back its answer.
 
-It knows nothing of limits or retries; it sends items and hands back the answers.
+``Transport`` is the protocol the Embedder calls; ``GenAITransport`` is the one place that
+talks to google-genai (client construction, the Developer API's fast path, Vertex AI's
+public call). ``gemb2.testing.FakeTransport`` answers in process. A transport knows
+nothing of limits or retries.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from google import genai
@@ -37,8 +40,48 @@ class CallResult:
     billed_tokens: int | None
 
 
-class Transport:
-    """Builds the SDK client from settings and performs one embedding call."""
+@dataclass(frozen=True)
+class EmbedCall:
+    """One batch call as the Embedder asks for it: ``(item, text)`` pairs (``text``
+    replaces a text-only item's own: its task prefix) with their shared options."""
+
+    model: str
+    dimensions: int
+    items: Sequence[tuple[Item, str | None]]
+    task_type: str | None = None
+    title: str | None = None
+
+    def batch_body(self) -> tuple[str, dict[str, Any]]:
+        """Path and JSON body of the Developer API's ``batchEmbedContents`` for this call."""
+        contents = [wire.item_json(item, text) for item, text in self.items]
+        body = wire.batch_embed_request(
+            self.model, contents, self.task_type, self.title, self.dimensions
+        )
+        return f"{wire.model_path(self.model)}:batchEmbedContents", body
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What the Embedder needs of whatever sends its calls (swap it with
+    ``Embedder(transport=...)``). Errors are the SDK's (``google.genai.errors.APIError``)
+    or gemb2's ``APIError``; connection failures are httpx's or the OS's."""
+
+    @property
+    def max_batch(self) -> int:
+        """Most items one call may carry (the Embedder also applies the model's limit)."""
+        ...
+
+    def post(self, call: EmbedCall) -> Answer: ...
+
+    async def apost(self, call: EmbedCall) -> Answer: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class GenAITransport:
+    """Builds the google-genai client from settings and sends each call through it."""
 
     def __init__(self, settings: EmbedSettings) -> None:
         self.settings = settings
@@ -51,7 +94,7 @@ class Transport:
         s = self.settings
         if s.vertexai and SDK_MAJOR < 3 and s.spec.id != "gemini-embedding-001":
             return 1
-        return min(s.batch_size, s.resolved_limits.max_batch)
+        return 100
 
     @property
     def client(self) -> genai.Client:
@@ -94,52 +137,41 @@ class Transport:
             )
         return genai.Client(api_key=key, http_options=http)
 
-    def _public_call(
-        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
-    ) -> dict[str, Any]:
+    def _public_call(self, call: EmbedCall) -> dict[str, Any]:
         """Arguments of the SDK's public ``embed_content`` (Vertex AI's path, which also
         carries the Vertex-only options that are set)."""
         s = self.settings
         vertex_options = {n: getattr(s, n) for n in VERTEX_ONLY if getattr(s, n) is not None}
         return {
-            "model": s.spec.id,
-            "contents": [item.to_content(text) for item, text in items],
+            "model": call.model,
+            "contents": [item.to_content(text) for item, text in call.items],
             "config": types.EmbedContentConfig(
-                task_type=task_type,
-                title=title,
-                output_dimensionality=s.resolved_dimensions,
+                task_type=call.task_type,
+                title=call.title,
+                output_dimensionality=call.dimensions,
                 **vertex_options,
             ),
         }
 
-    def post(
-        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
-    ) -> Answer:
-        """One call for ``(item, text)`` pairs (``text`` replaces a text-only item's own);
-        ``Answer.decode`` reads it (and says when it is malformed)."""
+    def post(self, call: EmbedCall) -> Answer:
+        """Send one call; ``Answer.decode`` reads it (and says when it is malformed)."""
         api = self._raw_api()
         if api is not None:
-            path, body = self._raw_request(items, task_type, title)
+            path, body = call.batch_body()
             return Answer(body=api.request("post", path, body, None).body)
         try:
-            response = self.client.models.embed_content(
-                **self._public_call(items, task_type, title)
-            )
+            response = self.client.models.embed_content(**self._public_call(call))
         except json.JSONDecodeError as exc:  # the SDK parses a 200's body with json.loads
             return Answer(malformed=f"the answer is not valid JSON ({exc})")
         return Answer(response=response)
 
-    async def apost(
-        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
-    ) -> Answer:
+    async def apost(self, call: EmbedCall) -> Answer:
         api = self._raw_api()
         if api is not None:
-            path, body = self._raw_request(items, task_type, title)
+            path, body = call.batch_body()
             return Answer(body=(await api.async_request("post", path, body, None)).body)
         try:
-            response = await self.client.aio.models.embed_content(
-                **self._public_call(items, task_type, title)
-            )
+            response = await self.client.aio.models.embed_content(**self._public_call(call))
         except json.JSONDecodeError as exc:
             return Answer(malformed=f"the answer is not valid JSON ({exc})")
         return Answer(response=response)
@@ -156,16 +188,6 @@ class Transport:
             return None  # an SDK without it: the public path still works, only slower
         return api
 
-    def _raw_request(
-        self, items: Sequence[tuple[Item, str | None]], task_type: str | None, title: str | None
-    ) -> tuple[str, dict[str, Any]]:
-        model = self.settings.spec.id
-        contents = [wire.item_json(item, text) for item, text in items]
-        body = wire.batch_embed_request(
-            model, contents, task_type, title, self.settings.resolved_dimensions
-        )
-        return f"{wire.model_path(model)}:batchEmbedContents", body
-
     def close(self) -> None:
         if self._client is not None:
             try:
@@ -180,7 +202,18 @@ class Transport:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Transport(model={self.settings.model!r}, base_url={self.settings.base_url!r})"
+        return f"GenAITransport(model={self.settings.model!r}, base_url={self.settings.base_url!r})"
+
+
+def genai_client(transport: Transport) -> genai.Client:
+    """The SDK client behind a transport, for what only google-genai does (Batch Mode, the
+    Files API, a credentials check)."""
+    if not isinstance(transport, GenAITransport):
+        raise ConfigError(
+            f"{type(transport).__name__} has no google-genai client: Batch Mode and the "
+            "Files API need the default transport"
+        )
+    return transport.client
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from haystack.utils import Secret
 from pydantic import SecretStr, ValidationError
 
 from gemb2 import ConfigError, Embedder, EmbedSettings, Gemb2Error, InputError, Item, Usage
+from gemb2.transport import genai_client
 
 from ._sources import PdfPages, document_item, source_media
 
@@ -113,7 +114,8 @@ class _GeminiBase:
         if self._embedder is None:
             key = self.api_key.resolve_value() if self.api != "vertex" else None
             embedder = Embedder(self._settings(key))
-            _ = embedder.transport.client  # fail here, not mid-pipeline, on missing credentials
+            # fail here, not mid-pipeline, on missing credentials
+            _ = genai_client(embedder.transport)
             self._embedder = embedder
 
     @property

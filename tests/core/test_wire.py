@@ -12,7 +12,7 @@ from google.genai import errors, types
 
 from gemb2 import Embedder, Item, Media
 from gemb2.emulator import Emulator
-from gemb2.transport import Transport
+from gemb2.transport import EmbedCall, GenAITransport
 
 
 def sdk_body(emulator: Emulator, contents: list[types.Content], **config: object) -> dict:
@@ -52,11 +52,12 @@ def test_request_body_equals_the_sdks_own(
     expected = sdk_body(
         emulator, as_contents(items), task_type=task_type, title=title, output_dimensionality=768
     )
-    transport = Transport(Embedder(base_url=emulator.base_url, dimensions=768).settings)
-    result = transport.post(items, task_type, title).decode()
+    transport = GenAITransport(Embedder(base_url=emulator.base_url, dimensions=768).settings)
+    call = EmbedCall("gemini-embedding-2", 768, items, task_type, title)
+    result = transport.post(call).decode()
     assert emulator.stats.last_bodies[-1] == expected
     assert len(result.vectors) == 5 and all(len(v) == 768 for v in result.vectors)
-    asyncio.run(transport.apost(items, task_type, title))
+    asyncio.run(transport.apost(call))
     assert emulator.stats.last_bodies[-1] == expected
 
 
@@ -70,19 +71,19 @@ def test_vectors_equal_the_sdks_own(emulator: Emulator, media_dir: Path) -> None
         contents=as_contents(items),
         config=types.EmbedContentConfig(output_dimensionality=3072),
     )
-    transport = Transport(Embedder(base_url=emulator.base_url, dimensions=3072).settings)
-    ours = transport.post(items, None, None).decode().vectors
+    transport = GenAITransport(Embedder(base_url=emulator.base_url, dimensions=3072).settings)
+    ours = transport.post(EmbedCall("gemini-embedding-2", 3072, items)).decode().vectors
     assert sdk.embeddings is not None
     assert ours == [e.values for e in sdk.embeddings]
 
 
 def test_service_errors_keep_the_sdks_types(emulator: Emulator) -> None:
     emulator.configure(fault_rate=1.0, faults=["429"], retry_delay=0.0)
-    transport = Transport(Embedder(base_url=emulator.base_url, dimensions=768).settings)
-    items: list[tuple[Item, str | None]] = [(Item.of("x"), None)]
+    transport = GenAITransport(Embedder(base_url=emulator.base_url, dimensions=768).settings)
+    call = EmbedCall("gemini-embedding-2", 768, [(Item.of("x"), None)])
     with pytest.raises(errors.ClientError) as sync_err:
-        transport.post(items, None, None)
+        transport.post(call)
     with pytest.raises(errors.ClientError) as async_err:
-        asyncio.run(transport.apost(items, None, None))
+        asyncio.run(transport.apost(call))
     assert sync_err.value.code == async_err.value.code == 429
     assert "RESOURCE_EXHAUSTED" in str(sync_err.value)
