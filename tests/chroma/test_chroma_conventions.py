@@ -155,6 +155,35 @@ def test_default_key_variable_is_chromas(monkeypatch: pytest.MonkeyPatch) -> Non
         GeminiEmbeddingFunction(api_key="")
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"model_name": "gemini-embedding-001", "dimension": 768, "task": "clustering"},
+        {"api_key_env_var": "MY_GEMINI_KEY", "task_type": "QUESTION_ANSWERING"},
+        {"vertexai": True, "project": "proj", "location": "us-central1", "dimension": 1536},
+        {"base_url": "http://127.0.0.1:9", "api_key": SECRET, "api_key_env_var": "MY_GEMINI_KEY"},
+    ],
+)
+def test_get_config_and_build_from_config_agree(
+    kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini-value")
+    monkeypatch.setenv("MY_GEMINI_KEY", "named-value")
+    ef = GeminiEmbeddingFunction(**kwargs)
+    config = ef.get_config()
+    assert SECRET not in json.dumps(config)
+    rebuilt = GeminiEmbeddingFunction.build_from_config(json.loads(json.dumps(config)))
+    assert type(rebuilt) is GeminiEmbeddingFunction
+    # a key given with a named variable: the rebuilt function reads the variable, so says so
+    assert rebuilt.get_config() == {**config, "explicit_api_key": False}
+    assert config["explicit_api_key"] == ("api_key" in kwargs)
+    ef.validate_config_update(config, rebuilt.get_config())  # same space: allowed
+    other = {**config, "dimension": 128 if config["dimension"] != 128 else 256}
+    with pytest.raises(ModelMismatchError, match="dimension="):
+        ef.validate_config_update(config, other)
+
+
 class _PreviousGemb2Config(EmbeddingFunction[Documents]):
     """Persists the config the way gemb2 did before it took Chroma's names (not registered:
     reopening must rebuild the real function from it)."""
