@@ -104,22 +104,32 @@ def _pdf_page(media: Media, page: int, cache: PdfPages, source: str) -> Media:
     )
 
 
+def has_content(doc: Document) -> bool:
+    """Whether the Document carries text content of its own (any non-empty string, even
+    whitespace: a blank PDF page split by ``DocumentSplitter`` is ``"\\f"``)."""
+    return isinstance(doc.content, str) and doc.content != ""
+
+
 def document_media(
     doc: Document,
     *,
     has_text: bool,
     file_path_meta_field: str | None,
     root_path: str | None,
+    embed_file_with_content: bool = False,
     pdf_cache: PdfPages | None = None,
 ) -> Media | None:
     """The media a Document holds, or None when it is a text document.
 
-    ``blob`` wins over the file path. A ``blob`` the model cannot take is ignored when the
-    document has text to embed instead. A file path counts as media only when its declared type
-    (``meta["mime_type"]`` or suffix) is an image, audio, video or PDF, so text converted from
-    .txt, .docx or .html files (which carries ``file_path`` too) stays text; text chunks of a
-    PDF do not, hence ``embed_media=False``. A PDF with ``meta["page_number"]`` is embedded as
-    that page.
+    A Document is media when its ``blob`` holds an image, audio, video or PDF, or when it
+    has no ``content`` and its file path names such a file (``meta["mime_type"]`` or the
+    suffix). A Document with content is text: Haystack's converters (``PyPDFToDocument``,
+    ``TextFileToDocument``, ...) put their source's ``file_path`` on every text chunk, and
+    that file is where the text came from, not something to embed with it; the file is not
+    even opened. ``embed_file_with_content=True`` sends such a file with the content as one
+    interleaved input. ``blob`` wins over the file path; a ``blob`` the model cannot take is
+    ignored when the Document has text to embed instead. A PDF with ``meta["page_number"]``
+    is embedded as that page.
     """
     source = f"document {doc.id}"
     media: Media | None = None
@@ -133,7 +143,8 @@ def document_media(
             if not has_text:
                 raise
             log.debug("%s: blob of type %s is not media; embedding its text", source, declared)
-    if media is None and file_path_meta_field:
+    read_file = embed_file_with_content or not has_content(doc)
+    if media is None and file_path_meta_field and read_file:
         value = doc.meta.get(file_path_meta_field)
         if value is not None and _declared_media_type(doc, str(value)):
             path = resolve_path(str(value), root_path, source=source)
@@ -141,10 +152,10 @@ def document_media(
                 media = Media.from_path(path, metadata={"document_id": doc.id})
             except MediaReadError as exc:  # name the document as well as the file
                 reason = exc.reason
-                if has_text:
+                if has_content(doc):
                     reason += (
-                        "; text documents from Haystack converters carry their source's file_path:"
-                        " pass embed_media=False to embed their text only"
+                        "; embed_file_with_content=True sends a text Document's file with it:"
+                        " leave it False to embed the text only"
                     )
                 raise MediaReadError(reason, source=f"{source} ({path})") from exc
     if media is not None and media.modality == "pdf":
@@ -165,6 +176,7 @@ def document_item(
     file_path_meta_field: str | None = "file_path",
     root_path: str | None = None,
     embed_media: bool = True,
+    embed_file_with_content: bool = False,
     pdf_cache: PdfPages | None = None,
 ) -> Item:
     """One Document as one Item: its text, its media, or both interleaved (text first)."""
@@ -184,6 +196,7 @@ def document_item(
             has_text=text is not None,
             file_path_meta_field=file_path_meta_field,
             root_path=root_path,
+            embed_file_with_content=embed_file_with_content,
             pdf_cache=pdf_cache,
         )
     title_value = doc.meta.get(title_meta_field) if title_meta_field else None

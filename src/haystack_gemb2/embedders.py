@@ -372,9 +372,11 @@ class GeminiDocumentEmbedder(_GeminiBase):
     with `embedding` set (the inputs are not changed).
 
     A Document is embedded as media when its `blob` holds an image, audio, video or PDF, or
-    when `meta["file_path"]` names such a file (by `meta["mime_type"]` or its suffix); a PDF
-    with `meta["page_number"]` is embedded as that page. Its text (content and
-    `meta_fields_to_embed`) goes with the media in the same vector. Any other Document is text.
+    when it has no `content` and `meta["file_path"]` names such a file (by `meta["mime_type"]`
+    or its suffix); a PDF with `meta["page_number"]` is embedded as that page. Its text
+    (`meta_fields_to_embed`, and a blob's content) goes with the media in the same vector. Any
+    Document with content is text, as in every Haystack embedder: the chunks that converters
+    such as `PyPDFToDocument` produce carry their source's `file_path`, which is not read.
 
     ```python
     docs = [Document(content="a cat on a mat"),
@@ -403,6 +405,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
         embedding_separator: str = "\n",
         title_meta_field: str | None = None,
         embed_media: bool = True,
+        embed_file_with_content: bool = False,
         file_path_meta_field: str | None = "file_path",
         root_path: str | None = None,
         raise_on_failure: bool = True,
@@ -421,8 +424,12 @@ class GeminiDocumentEmbedder(_GeminiBase):
         :param embedding_separator: Joins the meta fields and the content.
         :param title_meta_field: Meta field sent as the document's title (Gemini's
             `title: ... | text: ...` document format).
-        :param embed_media: Embed blobs and media files as media. `False` embeds every
-            Document's text only, e.g. for text split from PDFs whose `file_path` is the PDF.
+        :param embed_media: Embed media Documents (a media `blob`, or no content and a media
+            file in `file_path_meta_field`) as media. `False` embeds every Document's text only.
+        :param embed_file_with_content: Also send the media file named by
+            `file_path_meta_field` with a Document's `content`, as one interleaved vector. Off by
+            default: converters put their source's `file_path` on every text chunk, and no
+            Haystack embedder sends it. (A `blob` is always sent with the content.)
         :param file_path_meta_field: Meta field naming a document's media file; `None` ignores
             file paths.
         :param root_path: File paths are read under this folder, and paths that resolve outside
@@ -451,6 +458,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
         self.embedding_separator = embedding_separator
         self.title_meta_field = title_meta_field
         self.embed_media = embed_media
+        self.embed_file_with_content = embed_file_with_content
         self.file_path_meta_field = file_path_meta_field
         self.root_path = root_path
         self.raise_on_failure = raise_on_failure
@@ -472,6 +480,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
             embedding_separator=self.embedding_separator,
             title_meta_field=self.title_meta_field,
             embed_media=self.embed_media,
+            embed_file_with_content=self.embed_file_with_content,
             file_path_meta_field=self.file_path_meta_field,
             root_path=self.root_path,
             raise_on_failure=self.raise_on_failure,
@@ -509,6 +518,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
                     file_path_meta_field=self.file_path_meta_field,
                     root_path=self.root_path,
                     embed_media=self.embed_media,
+                    embed_file_with_content=self.embed_file_with_content,
                     pdf_cache=pdf_cache,
                 )
                 if not self.raise_on_failure:

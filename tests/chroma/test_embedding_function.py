@@ -65,8 +65,8 @@ def test_uris_over_mixed_media_persistent(
 
     config = col.configuration_json["embedding_function"]
     assert config["name"] == NAME
-    assert config["config"]["model"] == "gemini-embedding-2"
-    assert config["config"]["dimensions"] == 768
+    assert config["config"]["model_name"] == "gemini-embedding-2"
+    assert config["config"]["dimension"] == 768
     assert config["config"]["api_key_env_var"] == "MY_GEMINI_KEY"
     stored = b"".join(p.read_bytes() for p in (tmp_path / "db").rglob("*") if p.is_file())
     assert SECRET.encode() not in stored
@@ -108,7 +108,7 @@ def test_images_as_pixel_arrays(emulator: Emulator, media_dir: Path, tmp_path: P
 def test_refuses_other_model_or_dimension(emulator: Emulator, tmp_path: Path) -> None:
     client = chromadb.PersistentClient(path=str(tmp_path / "db"))
     open_collection(client, "coll", _ef(emulator)).add(ids=["x"], documents=["hello"])
-    with pytest.raises(ModelMismatchError, match="dimensions=768"):
+    with pytest.raises(ModelMismatchError, match="dimension=768"):
         open_collection(client, "coll", GeminiEmbeddingFunction(base_url=emulator.base_url))
     with pytest.raises(ModelMismatchError, match="gemini-embedding-001"):
         open_collection(

@@ -190,7 +190,7 @@ def test_media_documents_by_path_blob_and_interleaved(emulator: Emulator, media_
         Document(content="a sound", meta={"file_path": "piano.wav"}),
         Document(content="", meta={"file_path": "waves.mp4"}),
     ]
-    out = doc_embedder(emulator, root_path=str(media_dir)).run(docs)
+    out = doc_embedder(emulator, root_path=str(media_dir), embed_file_with_content=True).run(docs)
     assert [len(d.embedding or []) for d in out["documents"]] == [DIM] * 4
     assert out["meta"]["usage"]["modalities"] == {"image": 1, "interleaved": 2, "video": 1}
     body = emulator.stats.last_bodies[-1]
@@ -227,13 +227,13 @@ def test_mime_type_meta_names_a_file_without_suffix(emulator: Emulator, tmp_path
     assert parts_of(emulator.stats.last_bodies[-1])[0]["inline_data"]["mime_type"] == "image/png"
 
 
-def test_converter_chunk_with_missing_source_hints_embed_media(emulator: Emulator) -> None:
+def test_converter_chunk_embeds_as_text_and_opt_in_hints(emulator: Emulator) -> None:
     """PyPDFToDocument + DocumentSplitter give text chunks whose file_path is the PDF."""
     doc = Document(content="chunk text", meta={"file_path": "report.pdf", "page_number": 3})
-    with pytest.raises(MediaReadError, match="embed_media=False"):
-        doc_embedder(emulator).run([doc])
-    out = doc_embedder(emulator, embed_media=False).run([doc])
-    assert out["documents"][0].embedding is not None
+    assert doc_embedder(emulator).run([doc])["documents"][0].embedding is not None
+    assert parts_of(emulator.stats.last_bodies[-1]) == [{"text": "title: none | text: chunk text"}]
+    with pytest.raises(MediaReadError, match="embed_file_with_content=True"):
+        doc_embedder(emulator, embed_file_with_content=True).run([doc])
 
 
 def test_embed_media_false_embeds_text_only(emulator: Emulator, media_dir: Path) -> None:
