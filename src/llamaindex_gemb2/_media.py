@@ -286,16 +286,29 @@ def cache_refusal(names: Sequence[str]) -> InputError:
     )
 
 
-def mark(node: BaseNode, media: Sequence[Media]) -> None:
-    """Give a media node its label as text (when it has no words of its own) and its
-    content hash as ``file_hash``, hidden from text embeddings and LLMs."""
+def marked(node: BaseNode, media: Sequence[Media], *, in_place: bool = False) -> BaseNode:
+    """The node with its label as text (when it has no words of its own) and its content
+    hash as ``file_hash``, hidden from text embeddings and LLMs: the node itself when
+    it has them, else a copy (or the node changed, ``in_place``)."""
+    text = None
     if not caption(node, media) and own_text(node).strip() not in labels_of(node, media):
-        node.set_content(label({"source": _name(node, media), "modality": _modality(media)}))
-    if not node.metadata.get("file_hash"):
-        node.metadata["file_hash"] = content_hash(media)
-    for keys in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
-        if "file_hash" not in keys:
-            keys.append("file_hash")
+        text = label({"source": _name(node, media), "modality": _modality(media)})
+    digest = None if node.metadata.get("file_hash") else content_hash(media)
+    hidden = (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys)
+    if text is None and digest is None and all("file_hash" in keys for keys in hidden):
+        return node
+    out = node if in_place else node.model_copy()
+    if digest is not None:
+        out.metadata = {**node.metadata, "file_hash": digest}
+    out.excluded_embed_metadata_keys = _with(node.excluded_embed_metadata_keys, "file_hash")
+    out.excluded_llm_metadata_keys = _with(node.excluded_llm_metadata_keys, "file_hash")
+    if text is not None:
+        out.set_content(text)
+    return out
+
+
+def _with(keys: Sequence[str], key: str) -> list[str]:
+    return list(keys) if key in keys else [*keys, key]
 
 
 def label_media(nodes: Sequence[BaseNode], *, limits: Limits | None = None) -> Sequence[BaseNode]:
@@ -312,5 +325,5 @@ def label_media(nodes: Sequence[BaseNode], *, limits: Limits | None = None) -> S
             continue
         media = resolver.media(node)
         if media:
-            mark(node, media)
+            marked(node, media, in_place=True)
     return nodes

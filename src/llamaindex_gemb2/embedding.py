@@ -50,7 +50,7 @@ from ._media import (
     is_media_file,
     keyed_on_content,
     label,
-    mark,
+    marked,
     node_name,
 )
 
@@ -235,7 +235,8 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
     # -- the pipeline step -------------------------------------------------------------
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Embed each node's media (media nodes) or EMBED-mode text (text nodes).
+        """Embed each node's media (media nodes) or EMBED-mode text (text nodes); use
+        the nodes it returns: a media node without text comes back labelled.
 
         Under IngestionPipeline's cache, media nodes whose cache key cannot depend on
         their content are refused before any call (see ``label_media``)."""
@@ -294,13 +295,16 @@ def _finish(
     resolved: list[tuple[Item | str, list[Media]]],
     vectors: list[Embedding],
 ) -> Sequence[BaseNode]:
-    """Set each node's vector; media nodes without text get their label (and
-    ``file_hash``), so VectorStoreIndex does not drop them as empty."""
+    """Set each node's vector. A media node without text comes back as a copy with its
+    label (and ``file_hash``), so VectorStoreIndex does not drop it as empty; the input
+    node keeps its content, so the hash a docstore keeps for it stays the same."""
+    out: list[BaseNode] = []
     for node, (_, media), vector in zip(nodes, resolved, vectors, strict=True):
         node.embedding = vector
-        if media:
-            mark(node, media)
-    return nodes
+        out.append(marked(node, media) if media else node)
+    if all(a is b for a, b in zip(out, nodes, strict=True)):
+        return nodes
+    return out
 
 
 _FILE_IN_TEXT = re.compile(r"^file_(?:path|name): ([^\n]+)$", re.MULTILINE)

@@ -24,6 +24,8 @@ from llama_index.core import Settings, SimpleDirectoryReader, StorageContext, Ve
 from llama_index.core.ingestion import IngestionCache, IngestionPipeline
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument
+from llama_index.core.storage.docstore import SimpleDocumentStore
+from llama_index.core.vector_stores import SimpleVectorStore
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from gemb2 import Embedder, InputError, samples
@@ -323,3 +325,31 @@ async def test_media_the_cache_cannot_tell_apart_is_refused(
     uncached = _pipeline(embed_model, parser, disable_cache=True)
     vectors = [uncached.run(documents=raw(p))[0].embedding for p in (red, blue)]
     assert vectors == [pytest.approx(v) for v in direct(emulator, red, blue)]
+
+
+def test_a_docstore_skips_unchanged_images_on_a_rerun(
+    emulator: Emulator, folder: Path, embed_model: GeminiMultiModalEmbedding
+) -> None:
+    """IngestionPipeline's document management keeps each input document's hash: the
+    embedding labels copies, not the user's documents, so a re-run skips unchanged
+    images instead of paying for them again."""
+    pipeline = IngestionPipeline(
+        transformations=[embed_model],
+        docstore=SimpleDocumentStore(),
+        vector_store=SimpleVectorStore(),
+        disable_cache=True,
+    )
+    first = pipeline.run(
+        documents=SimpleDirectoryReader(str(folder), filename_as_id=True).load_data()
+    )
+    kinds = sorted(part_kind(c["parts"][0]) for c in sent_contents(emulator))
+    assert kinds == ["image/jpeg", "image/png", "text"]
+    assert sorted(n.get_content() for n in first)[1:] == [
+        "[image] red_circle.png",
+        "[image] yellow_star.jpg",
+    ]
+    emulator.reset_stats()
+    again = pipeline.run(
+        documents=SimpleDirectoryReader(str(folder), filename_as_id=True).load_data()
+    )
+    assert (emulator.stats.requests, len(again)) == (0, 0)
