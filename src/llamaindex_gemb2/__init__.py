@@ -1,6 +1,7 @@
 """LlamaIndex integration of gemb2: Gemini Embedding 2 as a multimodal embedding
 model, a node parser that fits media to the model's limits, and a media reader."""
 
+from ._media import label_media
 from .embedding import GeminiMultiModalEmbedding
 from .node_parser import GeminiMediaNodeParser
 from .reader import GeminiMediaReader
@@ -11,4 +12,5 @@ __all__ = [
     "GeminiMediaNodeParser",
     "GeminiMediaReader",
     "GeminiMultiModalEmbedding",
+    "label_media",
 ]

@@ -4,14 +4,26 @@ LlamaIndex embeds ``node.get_content()`` text, which is empty for media. This mo
 finds the media a node really holds (an ``ImageNode``'s image, a ``Node``'s image,
 audio or video resource, or a media file named in its metadata) so the embedding
 sends the media itself; pieces of split files come back through ``gemb2.pieces``.
+
+Two LlamaIndex habits need media nodes to carry text: ``VectorStoreIndex`` drops a
+node whose content is empty, and ``IngestionPipeline``'s cache keys each step on its
+input nodes' ``get_content(metadata_mode=ALL)``, which is ``""`` for a ``Document``
+or ``ImageDocument`` without text (its metadata is left out too). ``label_media``
+gives such nodes a label and a content hash; ``in_cached_run`` tells whether a step
+is running under that cache, where a node without them must be refused.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import hashlib
+import inspect
+import sys
+from collections.abc import Mapping, Sequence
+from types import CodeType, FrameType
 from typing import Any
 
+from llama_index.core.ingestion import pipeline as _pipeline
 from llama_index.core.schema import (
     BaseNode,
     ImageNode,
@@ -21,7 +33,7 @@ from llama_index.core.schema import (
     TextNode,
 )
 
-from gemb2 import InputError, Item, Limits, Media
+from gemb2 import DEFAULT_MODEL, InputError, Item, Limits, Media, get_model
 from gemb2.loading import label
 from gemb2.media import mime_from_suffix
 from gemb2.pieces import load_piece
@@ -29,6 +41,7 @@ from gemb2.probe import modality_of
 
 MEDIA_MODALITIES = frozenset({"image", "audio", "video", "pdf"})
 LLM_HIDDEN_KEYS = ("file_hash", "mime_type", "piece", "pieces", "char_start", "char_end")
+_HEAD = 1024  # bytes of a file compared with a text that may be those bytes read as text
 
 
 def own_text(node: BaseNode) -> str:
@@ -76,14 +89,15 @@ class Resolver:
         self.overlap_seconds = overlap_seconds
         self.interleave_text = interleave_text
 
-    def item(self, node: BaseNode) -> Item | str:
+    def item(self, node: BaseNode, media: list[Media] | None = None) -> Item | str:
         """Media nodes become media Items; text nodes their EMBED-mode text."""
-        media = self.media(node)
+        media = self.media(node) if media is None else media
         if not media:
             return node.get_content(metadata_mode=MetadataMode.EMBED)
-        text = own_text(node).strip()
-        caption = text and text != label(node.metadata) and self.interleave_text
-        parts: tuple[str | Media, ...] = (text, *media) if caption else tuple(media)
+        text = caption(node, media)
+        parts: tuple[str | Media, ...] = (
+            (text, *media) if text and self.interleave_text else tuple(media)
+        )
         return Item(parts=parts, metadata={"source": media[0].name})
 
     def media(self, node: BaseNode) -> list[Media]:
@@ -107,8 +121,12 @@ class Resolver:
                 return found
         file_path = meta.get("file_path")
         if file_path and is_media_file(str(file_path)):
-            text = own_text(node).strip()
-            if not text or text == label({"source": file_path, "modality": meta.get("modality")}):
+            text = own_text(node)
+            if (
+                not text.strip()
+                or text.strip() == label({"source": file_path, "modality": meta.get("modality")})
+                or is_reader_bytes(text, str(file_path))
+            ):
                 return [Media.from_path(str(file_path))]  # a reader's media Document
         return []
 
@@ -133,3 +151,179 @@ def _is_file(node: BaseNode) -> bool:
         if any(r is not None and r.path is None for r in resources):
             return False
     return True
+
+
+# -- text that is not the node's own words --------------------------------------------
+
+
+def is_reader_bytes(text: str, path: str) -> bool:
+    """Whether ``text`` is the file's bytes decoded as text: what SimpleDirectoryReader
+    stores for a type it has no reader for (images, audio, video without
+    llama-index-readers-file). Reads only the file's first KB."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD + 1)
+    except OSError:
+        return False
+    for errors in ("ignore", "replace"):
+        decoded = head[:_HEAD].decode("utf-8", errors)
+        # a multi-byte character cut at the end of the head may decode differently
+        probe = decoded[:-1] if len(head) > _HEAD else decoded
+        if len(probe) >= 4 and text.startswith(probe):
+            return True
+    return False
+
+
+def labels_of(node: BaseNode, media: Sequence[Media]) -> set[str]:
+    """The labels gemb2 gives this node (by the parser, the reader or ``label_media``)."""
+    meta = node.metadata
+    out = {label(meta), label({"source": _name(node, media), "modality": _modality(media)})}
+    if meta.get("file_path"):
+        out.add(label({"source": meta["file_path"], "modality": meta.get("modality")}))
+    return out
+
+
+def caption(node: BaseNode, media: Sequence[Media]) -> str:
+    """The node's own words about its media: its text, unless that is a label or the
+    media's own bytes read as text."""
+    text = own_text(node)
+    if not text.strip() or text.strip() in labels_of(node, media):
+        return ""
+    file_path = node.metadata.get("file_path")
+    if file_path and is_reader_bytes(text, str(file_path)):
+        return ""
+    return text.strip()
+
+
+def node_name(node: BaseNode) -> str:
+    """What a user knows a node by, for error messages: its file, URL or id."""
+    meta = node.metadata
+    named = meta.get("source") or meta.get("file_path")
+    if named:
+        return str(named)
+    if isinstance(node, ImageNode) and (node.image_path or node.image_url):
+        return str(node.image_path or node.image_url)
+    if isinstance(node, Node):
+        for res in (node.image_resource, node.audio_resource, node.video_resource):
+            if res is not None and (res.path or res.url):
+                return str(res.path or res.url)
+    return f"node {node.node_id}"
+
+
+def _name(node: BaseNode, media: Sequence[Media]) -> str:
+    """The name in a label: the file or URL, else (media held in memory) the start of
+    its content hash, which, unlike the node's random id, is the same on every run."""
+    meta = node.metadata
+    named = meta.get("source") or meta.get("file_path")
+    if named:
+        return str(named)
+    if media[0].name != node.node_id:
+        return media[0].name
+    return content_hash(media)[:12]
+
+
+def _modality(media: Sequence[Media]) -> str:
+    return media[0].modality if len(media) == 1 else "interleaved"
+
+
+def content_hash(media: Sequence[Media]) -> str:
+    """SHA-256 of what gets sent: the bytes, or the URI of media sent by reference."""
+    h = hashlib.sha256()
+    for m in media:
+        h.update(m.data if m.data is not None else str(m.uri or m.name).encode())
+    return h.hexdigest()
+
+
+# -- LlamaIndex's ingestion cache -----------------------------------------------------
+
+
+def keyed_on_content(node: BaseNode) -> bool:
+    """Whether IngestionPipeline's cache key for this media node depends on the media:
+    its ``get_content(metadata_mode=ALL)`` (what LlamaIndex hashes) holds the
+    node's ``file_hash``, or the media's own bytes read as text."""
+    content = node.get_content(metadata_mode=MetadataMode.ALL)
+    digest = node.metadata.get("file_hash")
+    if digest and str(digest) in content:
+        return True
+    file_path = node.metadata.get("file_path")
+    return bool(file_path) and is_reader_bytes(own_text(node), str(file_path))
+
+
+def _runner_codes() -> tuple[CodeType, ...]:
+    names = ("run_transformations", "arun_transformations")
+    funcs = [getattr(_pipeline, n, None) for n in names]
+    return tuple(inspect.unwrap(f).__code__ for f in funcs if f is not None)
+
+
+_RUNNERS = _runner_codes()
+
+
+def in_cached_run() -> bool:
+    """Whether LlamaIndex's ``run_transformations`` is running this step with a cache
+    (every ``IngestionPipeline`` has one unless ``disable_cache=True``; an index's
+    ``from_documents`` runs its transformations without). The cache key of a step is
+    fixed before the step is called and a hit never calls it, so a node whose key does
+    not depend on its media can only be refused here, on the first run."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in _RUNNERS:
+            return frame.f_locals.get("cache", True) is not None
+        frame = frame.f_back
+    return False
+
+
+def cache_refusal(names: Sequence[str]) -> InputError:
+    """The error for media nodes IngestionPipeline's cache cannot tell apart."""
+    more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+    return InputError(
+        f"media node{more} has nothing in its text or metadata that depends on its "
+        "content, and IngestionPipeline caches each step under its input nodes' "
+        "get_content(metadata_mode=ALL), so another image or file would later be "
+        "served this one's cached result. Call llamaindex_gemb2.label_media(documents) "
+        "before pipeline.run, load files with GeminiMediaReader (also as "
+        "SimpleDirectoryReader's file_extractor), or pass disable_cache=True",
+        source=names[0],
+    )
+
+
+def marked(node: BaseNode, media: Sequence[Media], *, in_place: bool = False) -> BaseNode:
+    """The node with its label as text (when it has no words of its own) and its content
+    hash as ``file_hash``, hidden from text embeddings and LLMs: the node itself when
+    it has them, else a copy (or the node changed, ``in_place``)."""
+    text = None
+    if not caption(node, media) and own_text(node).strip() not in labels_of(node, media):
+        text = label({"source": _name(node, media), "modality": _modality(media)})
+    digest = None if node.metadata.get("file_hash") else content_hash(media)
+    hidden = (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys)
+    if text is None and digest is None and all("file_hash" in keys for keys in hidden):
+        return node
+    out = node if in_place else node.model_copy()
+    if digest is not None:
+        out.metadata = {**node.metadata, "file_hash": digest}
+    out.excluded_embed_metadata_keys = _with(node.excluded_embed_metadata_keys, "file_hash")
+    out.excluded_llm_metadata_keys = _with(node.excluded_llm_metadata_keys, "file_hash")
+    if text is not None:
+        out.set_content(text)
+    return out
+
+
+def _with(keys: Sequence[str], key: str) -> list[str]:
+    return list(keys) if key in keys else [*keys, key]
+
+
+def label_media(nodes: Sequence[BaseNode], *, limits: Limits | None = None) -> Sequence[BaseNode]:
+    """Label the media nodes among ``nodes`` in place (and return them): a media node
+    with no text gets a label such as ``[image] cat.png`` as text, so
+    ``VectorStoreIndex`` keeps it, and ``file_hash`` (SHA-256 of its media) in
+    metadata, so ``IngestionPipeline``'s cache keys on its content. Call it on
+    documents that no gemb2 reader made (``ImageDocument(image=...)``,
+    ``SimpleDirectoryReader`` with llama-index-readers-file) before ``pipeline.run``.
+    Text nodes and nodes ``GeminiMediaNodeParser`` made are left as they are."""
+    resolver = Resolver(limits or get_model(DEFAULT_MODEL).limits)
+    for node in nodes:
+        if is_piece(node.metadata):
+            continue
+        media = resolver.media(node)
+        if media:
+            marked(node, media, in_place=True)
+    return nodes

@@ -3,13 +3,15 @@
 Text, queries, images (and any other media the model takes) land in one vector
 space. As a pipeline transformation it embeds what each node really holds: the
 media of media nodes (LlamaIndex's own ``__call__`` would embed their empty text)
-and the EMBED-mode text of text nodes. Batching, limits, retries and caching are
-the core ``gemb2.Embedder``'s; this class is glue.
+and the EMBED-mode text of text nodes; media nodes without text get their label, so
+``VectorStoreIndex`` keeps them. Batching, limits, retries and caching are the core
+``gemb2.Embedder``'s; this class is glue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
@@ -31,6 +33,8 @@ from gemb2 import (
     ConfigError,
     Embedder,
     EmbedSettings,
+    InputError,
+    Item,
     Limits,
     Media,
     Task,
@@ -39,7 +43,16 @@ from gemb2 import (
 )
 from gemb2.media import ItemLike
 
-from ._media import Resolver, label
+from ._media import (
+    Resolver,
+    cache_refusal,
+    in_cached_run,
+    is_media_file,
+    keyed_on_content,
+    label,
+    marked,
+    node_name,
+)
 
 dispatcher = get_dispatcher(__name__)
 
@@ -196,16 +209,16 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
         return (await self._embedder.aembed([query], role="query"))[0]
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._embedder.embed([text], role="document")[0]
+        return self._embedder.embed(_texts([text]), role="document")[0]
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return (await self._embedder.aembed([text], role="document"))[0]
+        return (await self._embedder.aembed(_texts([text]), role="document"))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._embedder.embed(texts, role="document")
+        return self._embedder.embed(_texts(texts), role="document")
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._embedder.aembed(texts, role="document")
+        return await self._embedder.aembed(_texts(texts), role="document")
 
     def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
         return self._embedder.embed([_image(img_file_path)], role="document")[0]
@@ -222,8 +235,13 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
     # -- the pipeline step -------------------------------------------------------------
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Embed each node's media (media nodes) or EMBED-mode text (text nodes)."""
-        inputs = [self._resolver.item(n) for n in nodes]
+        """Embed each node's media (media nodes) or EMBED-mode text (text nodes); use
+        the nodes it returns: a media node without text comes back labelled.
+
+        Under IngestionPipeline's cache, media nodes whose cache key cannot depend on
+        their content are refused before any call (see ``label_media``)."""
+        resolved = self._resolve(nodes, cached=in_cached_run())
+        inputs = [item for item, _ in resolved]
         chunks, payload = [_chunk(n) for n in nodes], self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=payload))
         with self.callback_manager.event(
@@ -234,13 +252,13 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
             )
             event.on_end(payload={EventPayload.CHUNKS: chunks, EventPayload.EMBEDDINGS: vectors})
         dispatcher.event(EmbeddingEndEvent(chunks=chunks, embeddings=vectors))
-        for node, vector in zip(nodes, vectors, strict=True):
-            node.embedding = vector
-        return nodes
+        return _finish(nodes, resolved, vectors)
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
         """Async twin of ``__call__``; files are read off the event loop."""
-        inputs = await asyncio.to_thread(lambda: [self._resolver.item(n) for n in nodes])
+        cached = in_cached_run()  # before leaving the caller's frames for a thread
+        resolved = await asyncio.to_thread(self._resolve, nodes, cached=cached)
+        inputs = [item for item, _ in resolved]
         chunks, payload = [_chunk(n) for n in nodes], self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=payload))
         with self.callback_manager.event(
@@ -251,9 +269,85 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
             )
             event.on_end(payload={EventPayload.CHUNKS: chunks, EventPayload.EMBEDDINGS: vectors})
         dispatcher.event(EmbeddingEndEvent(chunks=chunks, embeddings=vectors))
-        for node, vector in zip(nodes, vectors, strict=True):
-            node.embedding = vector
+        return _finish(nodes, resolved, vectors)
+
+    def _resolve(
+        self, nodes: Sequence[BaseNode], *, cached: bool
+    ) -> list[tuple[Item | str, list[Media]]]:
+        """Each node's input and media, refusing what must not be sent."""
+        out: list[tuple[Item | str, list[Media]]] = []
+        unkeyed: list[str] = []
+        for i, node in enumerate(nodes):
+            media = self._resolver.media(node)
+            item = self._resolver.item(node, media)
+            if isinstance(item, str):
+                _check_text(item, i, node_name(node))
+            elif cached and not keyed_on_content(node):
+                unkeyed.append(node_name(node))
+            out.append((item, media))
+        if unkeyed:
+            raise cache_refusal(unkeyed)
+        return out
+
+
+def _finish(
+    nodes: Sequence[BaseNode],
+    resolved: list[tuple[Item | str, list[Media]]],
+    vectors: list[Embedding],
+) -> Sequence[BaseNode]:
+    """Set each node's vector. A media node without text comes back as a copy with its
+    label (and ``file_hash``), so VectorStoreIndex does not drop it as empty; the input
+    node keeps its content, so the hash a docstore keeps for it stays the same."""
+    out: list[BaseNode] = []
+    for node, (_, media), vector in zip(nodes, resolved, vectors, strict=True):
+        node.embedding = vector
+        out.append(marked(node, media) if media else node)
+    if all(a is b for a, b in zip(out, nodes, strict=True)):
         return nodes
+    return out
+
+
+_FILE_IN_TEXT = re.compile(r"^file_(?:path|name): ([^\n]+)$", re.MULTILINE)
+_METADATA_LINE = re.compile(r"^[^\s:][^:\n]*: [^\n]*$")
+_FIX = (
+    "an index given only embed_model= embeds node text; to embed media as media, put "
+    "the model in transformations=[...] of VectorStoreIndex.from_documents or "
+    "IngestionPipeline, or load the files with GeminiMediaReader"
+)
+
+
+def _check_text(text: str, item: int, source: str | None = None) -> None:
+    """Refuse, before any call, a text that stands for media: it would be paid for
+    and stored as a vector of bytes or of a file name, not of the media."""
+    files = _FILE_IN_TEXT.findall(text[:4096])
+    found = source or next(iter(files), None)  # an index puts metadata in front: name it
+    if "\x00" in text:
+        raise InputError(
+            "text holds NUL characters: it looks like a binary file read as text "
+            "(SimpleDirectoryReader does this to images, audio and video when "
+            f"llama-index-readers-file is not installed); {_FIX}",
+            item=item,
+            source=found,
+        )
+    lines = text.splitlines()
+    if (
+        files
+        and all(_METADATA_LINE.match(line) for line in lines)
+        and any(is_media_file(f.strip()) for f in files)
+    ):
+        raise InputError(
+            "text is only the metadata of a media node with no text of its own (as "
+            "llama-index-readers-file's ImageReader makes for each image), so the "
+            f"file would be embedded as its file name; {_FIX}",
+            item=item,
+            source=found,
+        )
+
+
+def _texts(texts: list[str]) -> list[str]:
+    for i, text in enumerate(texts):
+        _check_text(text, i)
+    return texts
 
 
 def _chunk(node: BaseNode) -> str:

@@ -5,12 +5,13 @@ The splitting is the core's (``gemb2.loading.load_file``); this module turns its
 pieces into nodes: the media's source, modality and page or time range in metadata,
 SOURCE/PREVIOUS/NEXT relationships, and a short label as text, so LlamaIndex does
 not drop the node as empty and its ingestion cache cannot mistake one piece for another.
+Under that cache, a media document whose own cache key does not depend on its content
+is refused (see ``label_media``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ from llama_index.core.utils import get_tqdm_iterable
 
 from gemb2 import DEFAULT_MODEL, Item, Limits, Media, get_model
 from gemb2.loading import load_file, source_path
+from gemb2.media import mime_from_suffix
 from gemb2.pieces import PIECE_KEYS, remember
+from gemb2.probe import modality_of
 from gemb2.segment import split_text
 from gemb2.tasks import PREFIX_TOKENS
 from gemb2.tokens import estimate_tokens
@@ -41,9 +44,13 @@ from gemb2.tokens import estimate_tokens
 from ._media import (
     LLM_HIDDEN_KEYS,
     Resolver,
+    cache_refusal,
+    in_cached_run,
     is_media_file,
     is_piece,
+    keyed_on_content,
     label,
+    node_name,
     own_text,
 )
 
@@ -89,6 +96,10 @@ class GeminiMediaNodeParser(NodeParser):
     def _parse_nodes(
         self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any
     ) -> list[BaseNode]:
+        if in_cached_run():
+            unkeyed = [node_name(n) for n in nodes if not self._keyed(n)]
+            if unkeyed:
+                raise cache_refusal(unkeyed)
         seen: set[str] = set()
         out: list[BaseNode] = []
         for node in get_tqdm_iterable(nodes, show_progress, "Splitting media"):
@@ -101,13 +112,6 @@ class GeminiMediaNodeParser(NodeParser):
             return [doc]  # already a piece that fits
         path = _file_of(doc)
         if path is not None:
-            if not doc.get_content(metadata_mode=MetadataMode.ALL).strip():
-                warnings.warn(
-                    f"document for {path} has no text and no metadata in its content, so "
-                    "IngestionPipeline's cache cannot tell it from another such document; "
-                    "load files with GeminiMediaReader or give the document a text",
-                    stacklevel=4,
-                )
             key = str(Path(path).resolve())
             if key in seen:
                 return []
@@ -127,6 +131,21 @@ class GeminiMediaNodeParser(NodeParser):
         if not text.strip():
             return []
         return self._build(self._text_items(text, doc), doc)
+
+    def _keyed(self, doc: BaseNode) -> bool:
+        """Whether IngestionPipeline's cache key for this document (its text and, when
+        it has text, its metadata) depends on what the parser will read: a file's
+        ``file_hash`` or the text a reader took from it; media held in memory or at a
+        URL need their ``file_hash``. Text documents key on their text."""
+        if is_piece(doc.metadata) and not isinstance(doc, Document):
+            return True
+        path = _file_of(doc)
+        if path is not None:
+            text = own_text(doc).strip()
+            return keyed_on_content(doc) or bool(text and text not in _file_labels(doc, path))
+        if Resolver(self.resolved_limits).media(doc):
+            return keyed_on_content(doc)
+        return True
 
     def _limits_for(self, doc: BaseNode) -> Limits:
         """The model's limits, with the text budget cut by the metadata LlamaIndex will
@@ -237,6 +256,13 @@ class GeminiMediaNodeParser(NodeParser):
             video_resource=doc.video_resource,
             **common,
         )
+
+
+def _file_labels(doc: BaseNode, path: str) -> set[str]:
+    """The labels a gemb2 reader or ``label_media`` gives a document for ``path``."""
+    mime = mime_from_suffix(path)
+    kinds = {doc.metadata.get("modality"), modality_of(mime) if mime else None}
+    return {label(doc.metadata)} | {label({"source": path, "modality": k}) for k in kinds if k}
 
 
 def _union(first: Sequence[str], second: Sequence[str]) -> list[str]:

@@ -1,9 +1,10 @@
 """A LlamaIndex reader that makes one Document per file, ready for GeminiMediaNodeParser.
 
 Media Documents carry a label as text and the file's content hash in metadata:
-IngestionPipeline keys its cache on text plus metadata, and a media Document with
-neither (``Document(metadata={"file_path": ...})`` built by hand, or an edited file
-at the same path) would be served another file's cached nodes and vectors.
+IngestionPipeline keys its cache on ``get_content(metadata_mode=ALL)``, which for a
+Document without text is ``""`` (its metadata is left out); with a label it holds
+the metadata, hash included, so neither another file nor an edited file at the same
+path is served a cached result that is not its own.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ over real HTTP to the emulator with the unmodified google-genai SDK."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import math
 import pickle
@@ -222,7 +223,20 @@ def test_call_embeds_what_each_node_holds(
 ) -> None:
     nodes = _mixed_nodes(media_dir)
     out = embed_model(nodes)
-    assert out is nodes
+    # vectors are set in place; a media node without text comes back as a labelled copy
+    # (its input keeps its content, and so the hash a docstore keeps for it)
+    assert [n.node_id for n in out] == [n.node_id for n in nodes]
+    assert [n.embedding for n in out] == [n.embedding for n in nodes]
+    assert [n.get_content() for n in out] == [
+        "glaciers carve valleys",
+        "[image] red_circle.png",
+        f"[image] {hashlib.sha256((media_dir / 'blue_square.png').read_bytes()).hexdigest()[:12]}",
+        f"[audio] {hashlib.sha256((media_dir / 'piano.wav').read_bytes()).hexdigest()[:12]}",
+        "[video] waves.mp4",
+        "[pdf] three_pages.pdf",
+        "[image] yellow_star.jpg",
+    ]
+    assert out[0] is nodes[0] and nodes[1].get_content() == ""
     assert emulator.stats.requests == 1
     assert emulator.stats.items == len(nodes)
     sent = sent_contents(emulator)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from li_helpers import BOOK_PAGES, NOTES
+from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.schema import (
     Document,
     ImageDocument,
@@ -20,11 +21,11 @@ from llama_index.core.schema import (
     TextNode,
 )
 
-from gemb2 import Limits, UnsupportedMediaError, samples
+from gemb2 import InputError, Limits, UnsupportedMediaError, samples
 from gemb2.pieces import PIECES
 from gemb2.probe import av_info
 from gemb2.tokens import estimate_tokens
-from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader
+from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader, label_media
 
 LONG_TEXT = "\n\n".join(
     f"Paragraph {i}. " + " ".join(f"word{i}_{j}" for j in range(300)) for i in range(40)
@@ -206,22 +207,27 @@ def test_resource_and_image_paths_are_split_like_files(corpus: Path, media_dir: 
     assert nodes[2].metadata["source"] == str(media_dir / "red_circle.png")
 
 
-def test_a_textless_media_document_warns_about_the_cache(media_dir: Path) -> None:
-    # built by hand: no text and no metadata, nothing for IngestionPipeline's cache to key on
-    doc = ImageDocument(image_path=str(media_dir / "red_circle.png"))
-    with pytest.warns(UserWarning, match="GeminiMediaReader"):
-        nodes = GeminiMediaNodeParser()([doc])
-    assert len(nodes) == 1
+def test_a_textless_media_document_is_refused_only_under_the_cache(media_dir: Path) -> None:
+    # built by hand: no text, so its get_content() (all IngestionPipeline's cache keys on) is ""
+    png = str(media_dir / "red_circle.png")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        GeminiMediaNodeParser()(GeminiMediaReader().load_data(media_dir / "red_circle.png"))
+        nodes = GeminiMediaNodeParser()([ImageDocument(image_path=png)])  # no cache: fine
+    assert len(nodes) == 1
+    pipeline = IngestionPipeline(transformations=[GeminiMediaNodeParser()])
+    with pytest.raises(InputError, match=r"red_circle\.png.*label_media") as info:
+        pipeline.run(documents=[ImageDocument(image_path=png)])
+    assert "disable_cache=True" in str(info.value)
+    # the named fixes: label_media, or a gemb2 reader
+    assert len(pipeline.run(documents=label_media([ImageDocument(image_path=png)]))) == 1
+    assert len(pipeline.run(documents=GeminiMediaReader().load_data(png))) == 1
 
 
 def test_empty_and_unsupported_inputs(tmp_path: Path, media_dir: Path) -> None:
     assert GeminiMediaNodeParser()([Document(text="   ")]) == []
     odd = tmp_path / "data.bin"
     odd.write_bytes(b"\x00\x01binary")
-    with pytest.warns(UserWarning), pytest.raises(UnsupportedMediaError, match="unsupported"):
+    with pytest.raises(UnsupportedMediaError, match="unsupported"):
         GeminiMediaNodeParser()([Document(metadata={"file_path": str(odd)})])
     (tmp_path / "empty.txt").write_text("")
     samples.make_png(tmp_path / "p.png", "a red circle")

@@ -18,10 +18,15 @@ from llama_index.core.ingestion import IngestionCache, IngestionPipeline
 from llama_index.core.schema import Document, ImageNode, MetadataMode, QueryBundle
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from gemb2 import Embedder, samples
+from gemb2 import Embedder, InputError, samples
 from gemb2.emulator import Emulator
 from gemb2.probe import av_info, pdf_page_count
-from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader, GeminiMultiModalEmbedding
+from llamaindex_gemb2 import (
+    GeminiMediaNodeParser,
+    GeminiMediaReader,
+    GeminiMultiModalEmbedding,
+    label_media,
+)
 
 EXPECTED = {"text": 1, "image": 1, "pdf": 3, "video": 2}
 QUERIES = {
@@ -174,14 +179,21 @@ def test_cached_reruns_never_reuse_one_media_vector_for_another(
     assert both[0].embedding != pytest.approx(both[1].embedding)
 
 
-def test_textless_documents_are_flagged_for_the_cache(
+def test_textless_documents_are_refused_by_the_cache(
     emulator: Emulator, media_dir: Path, embed_model: GeminiMultiModalEmbedding
 ) -> None:
-    """LlamaIndex keys its cache on text and metadata; a hand-built media Document
-    has neither in its content, so the parser warns and names the fix."""
-    docs = [Document(metadata={"file_path": str(media_dir / "red_circle.png")})]
-    with pytest.warns(UserWarning, match="GeminiMediaReader"):
-        _pipeline(embed_model, cache=IngestionCache()).run(documents=docs)
+    """LlamaIndex keys its cache on get_content(metadata_mode=ALL), which is "" for a
+    Document without text (its metadata is left out too): refused, naming the fix."""
+    png = str(media_dir / "red_circle.png")
+    with pytest.raises(InputError, match=r"red_circle\.png.*label_media"):
+        _pipeline(embed_model, cache=IngestionCache()).run(
+            documents=[Document(metadata={"file_path": png})]
+        )
+    assert emulator.stats.requests == 0
+    nodes = _pipeline(embed_model, cache=IngestionCache()).run(
+        documents=label_media([Document(metadata={"file_path": png})])
+    )
+    assert [n.get_content() for n in nodes] == ["[image] red_circle.png"]
 
 
 def test_vector_store_index_keeps_media_nodes(
