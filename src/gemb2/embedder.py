@@ -1,9 +1,10 @@
 """The engine: items in, vectors out, in order, one per item.
 
 Checks every item before any call, conditions text for the task, serves repeats
-from the cache, sends identical items of one call once (each gets the vector), batches (<= 100 items and the payload limit), runs batches
-concurrently under a rate limit, retries what is worth retrying, and refuses any
-answer whose vector count or shape is off.
+from the cache, sends identical items of one call once (each gets the vector),
+batches (<= 100 items and the payload limit), runs batches concurrently under a rate
+limit, retries what is worth retrying, and refuses any answer whose vector count or
+shape is off.
 """
 
 from __future__ import annotations
