@@ -294,13 +294,15 @@ def cmd_embed(args: argparse.Namespace, session: _Session) -> int:
 def cmd_migrate(args: argparse.Namespace, session: _Session) -> int:
     from .cache import VectorCache
     from .indexer import bound_malloc, index_paths
+    from .loading import source_name, source_path
 
     bound_malloc()  # this process is ours: hand large freed buffers back (see its doc)
 
     client = _client(args)
     source = client.get_collection(args.from_collection)
     records = source.get(include=["metadatas", "documents"])
-    files = sorted({m["source"] for m in records["metadatas"] if m and m.get("source")})
+    # the real paths (a name that is not UTF-8 is stored escaped)
+    files = sorted({str(source_path(m)) for m in records["metadatas"] if m and m.get("source")})
     missing = [f for f in files if not Path(f).is_file()]
     present = [f for f in files if Path(f).is_file()]
     loose = [
@@ -325,7 +327,7 @@ def cmd_migrate(args: argparse.Namespace, session: _Session) -> int:
             metadatas=[{"modality": "text", "migrated_from": args.from_collection}] * len(loose),
         )
     for f in missing:
-        print(f"skipped {f}: source file no longer exists", file=sys.stderr)
+        print(f"skipped {source_name(f)[0]}: source file no longer exists", file=sys.stderr)
     print(
         f"migrated {report.files_indexed + report.files_unchanged} files "
         f"({report.items_written} items) and {len(loose)} text records from "

@@ -1,10 +1,11 @@
 """The engine: items in, vectors out, in order, one per item.
 
 Checks every item before any call, conditions text for the task, serves repeats
-from the cache, batches (<= 100 items and the payload limit), runs batches
-concurrently under a rate limit, retries what is worth retrying, and refuses any
-answer whose vector count or shape is off: a malformed answer is retried like any
-fault on the wire, and never returned, cached or handed to ``on_batch``.
+from the cache, sends identical items of one call once (each gets the vector),
+batches (<= 100 items and the payload limit), runs batches concurrently under a rate
+limit, retries what is worth retrying, and refuses any answer whose vector count or
+shape is off: a malformed answer is retried like any fault on the wire, and never
+returned, cached or handed to ``on_batch``.
 """
 
 from __future__ import annotations

@@ -272,22 +272,29 @@ def _content_key(item: Item | Mapping[str, Any]) -> tuple[Any, ...]:
 def _stored_vectors(
     store: _Store, items: list[Item], embedder: Embedder
 ) -> dict[tuple[Any, ...], list[float]]:
-    """Vectors already stored for the same content as ``items`` (any path), by content
-    key: from records of this model and dimension whose vector has that dimension (a
-    Matryoshka index stores shortened heads, which are not reused)."""
+    """Vectors already stored for the same content as ``items`` (under any path), by
+    content key, from records of this model and dimension whose vector has that
+    dimension (a Matryoshka index stores shortened heads: those are not reused). The
+    metadata is looked up first, so only one vector per content is fetched."""
     hashes = sorted({str(it.metadata["file_hash"]) for it in items})
-    res = store.get(where={"file_hash": {"$in": hashes}}, include=["metadatas", "embeddings"])
-    embeddings = res.get("embeddings")
+    res = store.get(where={"file_hash": {"$in": hashes}}, include=["metadatas"])
+    chosen: dict[tuple[Any, ...], str] = {}
+    for rid, meta in zip(res["ids"], res.get("metadatas") or [], strict=False):
+        meta = meta or {}
+        if meta.get("model") == embedder.model and meta.get("dimensions") == embedder.dimensions:
+            chosen.setdefault(_content_key(meta), rid)
+    if not chosen:
+        return {}
+    got = store.get(ids=list(chosen.values()), include=["embeddings"])
+    embeddings = got.get("embeddings")
     if embeddings is None:
         return {}
+    vectors = dict(zip(got["ids"], embeddings, strict=False))
     found: dict[tuple[Any, ...], list[float]] = {}
-    for meta, vector in zip(res.get("metadatas") or [], embeddings, strict=False):
-        meta = meta or {}
-        if meta.get("model") != embedder.model or meta.get("dimensions") != embedder.dimensions:
-            continue
-        if vector is None or len(vector) != embedder.dimensions:
-            continue
-        found.setdefault(_content_key(meta), [float(x) for x in vector])
+    for key, rid in chosen.items():
+        vector = vectors.get(rid)
+        if vector is not None and len(vector) == embedder.dimensions:
+            found[key] = [float(x) for x in vector]
     return found
 
 

@@ -217,6 +217,25 @@ def test_file_names_that_are_not_utf8_are_indexed_under_an_escaped_name(
     assert code == 0, err
     assert emulator.stats.requests == 0 and "3 unchanged" in out
 
+    # migrate finds the real file behind the escaped name
+    code, out, err = run(
+        capsys,
+        "migrate",
+        "--from-collection",
+        "gemb2",
+        "--to-collection",
+        "again",
+        "--dimensions",
+        "256",
+        "--db",
+        str(db),
+        "--base-url",
+        emulator.base_url,
+        "-q",
+    )
+    assert code == 0, err
+    assert "migrated 3 files (3 items)" in out and "0 sources missing" in out
+
 
 def test_batch_mode_submits_identical_texts_once_and_stores_every_copy(
     capsys: pytest.CaptureFixture[str], emulator: Emulator, tmp_path: Path

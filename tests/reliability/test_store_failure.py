@@ -255,3 +255,20 @@ def test_a_refused_write_is_a_store_error_too(emulator: Emulator, tmp_path: Path
     assert caught.value.report.items_written == 10
     assert type(caught.value.__cause__).__module__.startswith("chromadb")
     assert "the vector store failed while" in str(caught.value)
+
+
+def test_the_store_error_line_carries_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gemb2.indexer import _brief, _secrets
+
+    key = FAKE_KEY
+    monkeypatch.setenv("CHROMA_CLIENT_AUTH_CREDENTIALS", "chroma-token-42")
+    embedder = Embedder(api_key="configured-key-1234", base_url="http://127.0.0.1:9")
+    exc = httpx.ConnectError(
+        f"cannot reach https://admin:hunter2@db.example:8000/ as chroma-token-42\n"
+        f"with configured-key-1234 and {key}"
+    )
+    line = _brief(exc, _secrets(embedder))
+    assert line.startswith("ConnectError: cannot reach https://***@db.example:8000/")
+    assert "\n" not in line
+    for secret in ("hunter2", "chroma-token-42", "configured-key-1234", key):
+        assert secret not in line
