@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from functools import lru_cache
 
 from . import probe
@@ -18,34 +19,47 @@ from .models import (
 )
 from .tokens import estimate_tokens, utf8_len
 
-_measured: dict[str, float] = {}
+
+@dataclass(frozen=True)
+class _Facts:
+    """What checking one media file measured."""
+
+    measure: float  # pages of a PDF, seconds of audio/video (from the data), 0 for an image
+    has_audio: bool = False
+    wav_header_seconds: float | None = None  # set when a WAV header claims less than it holds
 
 
-def _probe(media: Media) -> float:
-    """Pages for a PDF, seconds for audio/video, 0 for an image (decoded to catch corruption).
+_measured: dict[str, _Facts] = {}
 
-    Keyed by content digest so a file checked once is not decoded again; holds no bytes."""
+
+def _probe(media: Media, limits: Limits) -> _Facts:
+    """Pages for a PDF, seconds for audio/video, 0 for an image (decoded to catch corruption,
+    within the pixel budget).
+
+    Keyed by content digest (and the budget, for images) so a file checked once is not
+    decoded again; holds no bytes."""
     key = media.digest
+    if media.modality == "image":
+        key += f":{limits.max_image_pixels}"
     if key not in _measured:
         data, name = media.read() or b"", media.name
         if media.modality == "pdf":
-            value = float(probe.pdf_page_count(data, name))
+            facts = _Facts(float(probe.pdf_page_count(data, name)))
         elif media.modality in ("audio", "video"):
-            if media.mime_type == "audio/wav":
-                probe.check_wav(data, name)  # FFmpeg plays a truncated WAV without complaint
-            value = probe.av_info(data, name).duration
+            claimed = None
+            if media.mime_type == "audio/wav":  # a truncated WAV or one whose header lies
+                layout = probe.wav_layout(data, name)
+                if layout is not None and layout.lies:
+                    claimed = layout.declared_seconds
+            info = probe.av_info(data, name)
+            facts = _Facts(info.duration, info.has_audio, claimed)
         else:
-            probe.check_image(data, name)
-            value = 0.0
+            probe.check_image(data, name, limits.max_image_pixels)
+            facts = _Facts(0.0)
         if len(_measured) > 100_000:
             _measured.clear()
-        _measured[key] = value
+        _measured[key] = facts
     return _measured[key]
-
-
-def _has_audio(media: Media) -> bool:
-    data = media.read()
-    return data is not None and probe.av_info(data, media.name).has_audio
 
 
 def check_item(
@@ -116,11 +130,11 @@ def check_item(
             estimate[media.modality] += TOKENS_PER_IMAGE  # by reference: the service checks it
             continue
         try:
-            measure = _probe(media)
+            facts = _probe(media, limits)
         except MediaReadError as exc:
-            raise MediaReadError(exc.reason, item=index, source=media.name) from exc
-        _check_measure(media, measure, index, limits, use_video_audio)
-        estimate[media.modality] += _tokens_for(media.modality, measure)
+            raise exc.at(index, media.name) from exc
+        _check_measure(media, facts, index, limits, use_video_audio)
+        estimate[media.modality] += _tokens_for(media.modality, facts.measure)
     return estimate
 
 
@@ -136,8 +150,9 @@ def _tokens_for(modality: str, measure: float) -> int:
 
 
 def _check_measure(
-    media: Media, measure: float, index: int, limits: Limits, use_video_audio: bool
+    media: Media, facts: _Facts, index: int, limits: Limits, use_video_audio: bool
 ) -> None:
+    measure = facts.measure
     if media.modality == "pdf" and measure > limits.max_pdf_pages:
         raise LimitExceededError(
             f"PDF has {int(measure)} pages",
@@ -145,17 +160,28 @@ def _check_measure(
             source=media.name,
             limit=f"{limits.max_pdf_pages} pages per PDF; split it with gemb2.segment.split_pdf",
         )
+    claimed = facts.wav_header_seconds
     if media.modality == "audio" and measure > limits.max_audio_seconds:
+        lie = "" if claimed is None else f" (its WAV header claims {claimed:.1f} s)"
         raise LimitExceededError(
-            f"audio is {measure:.1f} s long",
+            f"audio is {measure:.1f} s long{lie}",
             item=index,
             source=media.name,
             limit=f"{limits.max_audio_seconds:g} s per audio; split it with "
             "gemb2.segment.split_media",
         )
+    if claimed is not None:
+        raise MediaReadError(
+            f"WAV header claims {claimed:.1f} s but the file holds {measure:.1f} s of samples: "
+            f"the service would read only {claimed:.1f} s",
+            item=index,
+            source=media.name,
+            limit="a header that states the data; gemb2.loading.load_file and "
+            "gemb2.segment.segment_file repair it, or re-save the file",
+        )
     if media.modality == "video":
         max_s = limits.max_video_seconds
-        if use_video_audio and _has_audio(media):
+        if use_video_audio and facts.has_audio:
             max_s = min(max_s, limits.max_video_with_audio_seconds)
         if measure > max_s:
             raise LimitExceededError(

@@ -255,7 +255,7 @@ def _deferred_items(path: Path, cut: Any, digest: str) -> list[Item]:
         assert seg.data is not None
         name = piece_name(path, meta)
         mime = Media.from_bytes(seg.data, seg.mime_type, name=name).mime_type  # sniff, check
-        if meta["pieces"] == 1 and _is_whole_file(path, seg.data):
+        if meta["pieces"] == 1 and _is_whole_file(path, seg.data, digest):
             loader = _read_path(path)
         else:
             spool = spool or _Spool()
@@ -267,12 +267,15 @@ def _deferred_items(path: Path, cut: Any, digest: str) -> list[Item]:
     return items
 
 
-def _is_whole_file(path: Path, data: bytes) -> bool:
-    """A piece that is the whole file, byte for byte (so it can be read again from there)."""
+def _is_whole_file(path: Path, data: bytes, digest: str) -> bool:
+    """A piece that is the whole file, byte for byte (so it can be read again from there):
+    the same size is not enough, a WAV piece may be the file with its header repaired."""
     try:
-        return path.stat().st_size == len(data)
+        if path.stat().st_size != len(data):
+            return False
     except OSError:
         return False
+    return hashlib.sha256(data).hexdigest() == digest
 
 
 def piece_name(path: Path, meta: dict[str, Any]) -> str:

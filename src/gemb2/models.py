@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import ConfigError
 
 Modality = Literal["text", "image", "audio", "video", "pdf"]
+# Pillow's own Image.MAX_IMAGE_PIXELS (past it Pillow warns of a decompression bomb)
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 Conditioning = Literal["prefix", "task_type", "none"]
 
 
@@ -35,6 +37,13 @@ class Limits(BaseModel):
         20 * 1024 * 1024, ge=1, description="inline request payload of one item"
     )
     max_batch: int = Field(100, ge=1, le=100, description="items in one batch call")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        ge=1,
+        description="pixels of an image decoded in full (a client-side memory budget, not a "
+        "service limit; about 0.36 GB at the default): a baseline JPEG over it is decoded at "
+        "1/2 to 1/8 scale, any other image over it is refused",
+    )
 
 
 @dataclass(frozen=True)

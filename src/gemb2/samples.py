@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import struct
+import zlib
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +28,7 @@ __all__ = [
     "SAMPLE_PDF_PAGES",
     "SAMPLE_TEXTS",
     "make_jpeg",
+    "make_large_png",
     "make_mp3",
     "make_mp4",
     "make_pdf",
@@ -114,6 +117,40 @@ def make_png(
     return path
 
 
+def make_large_png(path: str | Path, width: int, height: int, *, color: Color = (0, 0, 0)) -> Path:
+    """An RGB PNG of one colour whose pixels are never in memory, made in well under a second.
+
+    A pixel bomb for tests of the pixel budget: 13000x13000 pixels take about 0.5 MB of
+    file and 0.7 GB decoded. A ~1 MB run of rows is deflated once with a full flush (no
+    back-reference crosses it), so its bytes are repeated; only the checksum sees every row.
+    """
+    path = Path(path)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    row = b"\x00" + bytes(color) * width  # filter type 0, then the pixels
+    per_block = max(1, (1 << 20) // len(row))
+    blocks, rest = divmod(height, per_block)
+    block = row * per_block
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: the header is ours
+    packed = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    last = zlib.compressobj(9, zlib.DEFLATED, -15)
+    tail = last.compress(row * rest) + last.flush()
+    check = 1
+    for _ in range(blocks):
+        check = zlib.adler32(block, check)
+    check = zlib.adler32(row * rest, check)
+    stream = b"\x78\xda" + packed * blocks + tail + struct.pack(">I", check)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+    )
+    return path
+
+
 def make_jpeg(
     path: str | Path,
     description: str,
@@ -197,12 +234,28 @@ def make_wav(
     description: str = "",
     freq: float = 440.0,
     sample_rate: int = 16000,
+    header_seconds: float | None = None,
 ) -> Path:
     """A mono 16-bit PCM WAV sine tone; ``description`` goes into the RIFF INFO
-    ``title``/``comment`` tags, which PyAV reads back from ``container.metadata``."""
-    return _write_audio(
+    ``title``/``comment`` tags, which PyAV reads back from ``container.metadata``.
+
+    ``header_seconds`` makes a header that lies: its RIFF and data chunk sizes claim that
+    many seconds while all ``seconds`` of samples follow (a recorder that never rewrote
+    its header), and the INFO tags go before the data."""
+    path = _write_audio(
         Path(path), "wav", "pcm_s16le", "s16", seconds, description, freq, sample_rate
     )
+    if header_seconds is not None:
+        data = bytearray(path.read_bytes())
+        pos = 12
+        while data[pos : pos + 4] != b"data":
+            pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "little")
+            pos += pos & 1
+        claimed = round(header_seconds * sample_rate) * 2
+        data[4:8] = struct.pack("<I", pos + claimed)  # RIFF size: all but its first 8 bytes
+        data[pos + 4 : pos + 8] = struct.pack("<I", claimed)
+        path.write_bytes(bytes(data))
+    return path
 
 
 def make_mp3(

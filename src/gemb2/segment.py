@@ -3,7 +3,8 @@
 Shared by every wrapper and the CLI. PDFs split into page ranges, audio and video
 into overlapping time segments (stream copy, no re-encoding, wherever the
 keyframes allow), text into token-bounded chunks at paragraph, sentence or word
-boundaries, and images are downscaled. Every piece keeps where it came from
+boundaries, and images are decoded within a pixel budget and downscaled. Durations
+are measured from the data, not the header. Every piece keeps where it came from
 (page, time or character range) so a search hit can point back into the source.
 
 Corrupt or truncated input raises ``MediaReadError`` naming the file; types the
@@ -25,11 +26,12 @@ from typing import Any
 
 from . import probe
 from .errors import InputError, LimitExceededError, MediaReadError, UnsupportedMediaError
-from .models import Limits
+from .models import DEFAULT_MAX_IMAGE_PIXELS, Limits
 from .tokens import estimate_tokens, utf8_len, word_count
 
 __all__ = [
     "Segment",
+    "fit_image",
     "segment_file",
     "shrink_image",
     "split_media",
@@ -324,23 +326,48 @@ def split_text(
 _PIL_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
-def shrink_image(data: bytes, *, max_bytes: int, name: str | None = None) -> bytes:
+def fit_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, name: str | None = None
+) -> bytes:
+    """The image checked by decoding it within ``max_pixels`` (``probe.decode_image``).
+
+    One that fits comes back as the same bytes. A baseline JPEG over the budget comes back
+    as the reduced image libjpeg decoded it to (1/2 to 1/8 scale, within the budget),
+    re-encoded as JPEG with its EXIF, ICC profile and comment; any other image over the
+    budget is refused (``MediaReadError`` naming it, its pixels and the budget)."""
+    name = name or "<image>"
+    img, (width, height) = probe.decode_image(data, name, max_pixels)
+    try:
+        if width * height <= max_pixels:
+            return data
+        keep = {k: img.info[k] for k in ("exif", "icc_profile", "comment") if img.info.get(k)}
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90, **keep)
+        return buf.getvalue()
+    finally:
+        img.close()
+
+
+def shrink_image(
+    data: bytes,
+    *,
+    max_bytes: int,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> bytes:
     """Re-encode and downscale an image until it is at most ``max_bytes``.
 
-    Keeps PNG, JPEG and WebP in their format (other formats become PNG) and keeps
-    the text it carries (PNG text chunks, EXIF), since that text can matter to
-    whoever reads the image. JPEG and WebP first step down in quality.
+    Keeps PNG, JPEG and WebP in their format and keeps the text it carries (PNG text
+    chunks, EXIF), since that text can matter to whoever reads the image. JPEG and WebP
+    first step down in quality. It is decoded within ``max_pixels`` (see ``fit_image``).
     """
     if len(data) <= max_bytes:
         return data
     name = name or "<image>"
-    from PIL import Image, PngImagePlugin, UnidentifiedImageError
+    from PIL import Image, PngImagePlugin
 
-    try:
-        img: Image.Image = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise MediaReadError(f"cannot decode image: {exc}", source=name) from exc
+    img: Image.Image
+    img, _ = probe.decode_image(data, name, max_pixels)
     fmt = img.format if img.format in _PIL_FORMATS else "PNG"
     exif = img.info.get("exif")
     icc = img.info.get("icc_profile")
@@ -440,6 +467,10 @@ class _Scan:
     end: float = 0.0
     dropped_streams: bool = False
     declared: float = 0.0  # the container's own duration, seconds (0: unknown)
+    # header bytes to overwrite when reading (offset -> bytes): a WAV whose data chunk
+    # declares less than the file holds is read with its sizes repaired (FFmpeg would
+    # stop where the header says, and so would the service)
+    patch: dict[int, bytes] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
@@ -471,12 +502,62 @@ def _head(path: Path, name: str, size: int = 8192) -> bytes:
         raise MediaReadError(f"cannot read file: {exc.strerror or exc}", source=name) from exc
 
 
-def _check_wav(path: Path, name: str) -> None:
-    try:
-        with path.open("rb") as f:
-            probe.check_wav(f, name)
-    except OSError as exc:
-        raise MediaReadError(f"cannot read file: {exc.strerror or exc}", source=name) from exc
+class _Patched(io.RawIOBase):
+    """A file read with a few header bytes replaced, without copying the file."""
+
+    def __init__(self, path: Path, patch: dict[int, bytes]) -> None:
+        super().__init__()
+        self._f = path.open("rb")
+        self._patch = patch
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        pos = self._f.tell()
+        n = self._f.readinto(buffer)
+        for at, data in self._patch.items():
+            lo, hi = max(at, pos), min(at + len(data), pos + n)
+            if lo < hi:
+                buffer[lo - pos : hi - pos] = data[lo - at : hi - at]
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _open_av(path: Path, patch: dict[int, bytes], **options: str) -> Iterator[Any]:
+    """``av.open`` for reading, through ``_Patched`` when the header needs repairs."""
+    import av
+
+    if not patch:
+        with av.open(str(path), mode="r", options=options) as container:
+            yield container
+        return
+    with _Patched(path, patch) as f, av.open(f, mode="r", options=options) as container:
+        yield container
+
+
+def _read_whole(path: Path, name: str, patch: dict[int, bytes]) -> bytes:
+    """The file's bytes as a piece sends them: with a lying WAV header repaired."""
+    data = probe.read_file(path, name)
+    if not patch:
+        return data
+    out = bytearray(data)
+    for at, new in patch.items():
+        out[at : at + len(new)] = new
+    return bytes(out)
 
 
 def _av_mime(path: Path, name: str) -> str:
@@ -500,11 +581,14 @@ def _scan(path: Path, name: str, mime: str) -> _Scan:
 
     family = _AV_FAMILY[mime]
     modality = "video" if mime.startswith("video/") else "audio"
+    patch: dict[int, bytes] = {}
     if family == "wav":
-        _check_wav(path, name)
+        layout = probe.wav_layout(path, name)  # refuses a truncated WAV
+        if layout is not None and layout.lies:
+            patch = layout.repair()
     try:
         # headers state the streams; every packet is read below (see probe.av_info)
-        with av.open(str(path), mode="r", options={"probesize": "4096"}) as container:
+        with _open_av(path, patch, probesize="4096") as container:
             want = "video" if modality == "video" else "audio"
             primary = next(
                 (
@@ -532,6 +616,7 @@ def _scan(path: Path, name: str, mime: str) -> _Scan:
                 metadata={k: v for k, v in container.metadata.items() if k not in _MUXER_TAGS},
                 sample_rate=getattr(primary, "sample_rate", 0) or 0,
                 pcm=family == "wav" and codec_name.startswith("pcm_"),
+                patch=patch,
             )
             scan.declared = (container.duration or 0) / av.time_base
             declared = {
@@ -685,7 +770,7 @@ def _split_scanned(
     length = _piece_length(max_seconds)
     if scan.duration < max_seconds and not scan.dropped_streams:
         whole = Segment(
-            probe.read_file(path, name),
+            _read_whole(path, name, scan.patch),
             None,
             scan.mime,
             scan.modality,
@@ -707,8 +792,8 @@ def _split_scanned(
 
 def _segment(scan: _Scan, name: str, piece: _Piece, count: int, data: bytes) -> Segment:
     end = piece.end - scan.origin
-    if piece.last and scan.declared:  # e.g. MP3: the last frame's padding is not audio
-        end = min(end, max(scan.declared, piece.start - scan.origin))
+    if piece.last:  # e.g. MP3: the last frame's padding is not audio
+        end = probe.real_seconds(end, scan.declared)
     return Segment(
         data,
         None,
@@ -756,7 +841,7 @@ def _split_copy(
     latest = dict.fromkeys(scan.keep, -math.inf)
     closed = 0  # pieces below this index are finished
     try:
-        with av.open(str(path), mode="r") as container:
+        with _open_av(path, scan.patch) as container:
             kept = [container.streams[i] for i in scan.keep]
             for packet in container.demux(*kept):
                 ts = packet.pts if packet.pts is not None else packet.dts
@@ -866,7 +951,7 @@ def _split_pcm(
         )
 
     try:
-        with av.open(str(path), mode="r") as container:
+        with _open_av(path, scan.patch) as container:
             stream = container.streams[scan.primary]
             for packet in container.demux(stream):
                 if packet.pts is None or not packet.size or packet.time_base is None:
@@ -920,7 +1005,7 @@ def _encode_piece(path: Path, name: str, scan: _Scan, piece: _Piece) -> bytes:
 
     start, stop = piece.start, piece.end
     try:
-        with av.open(str(path), mode="r") as src:
+        with _open_av(path, scan.patch) as src:
             kept: list[Any] = [src.streams[i] for i in scan.keep]
             buf = io.BytesIO()
             with av.open(buf, mode="w", format=scan.family) as out:
@@ -1042,10 +1127,13 @@ def segment_file(
         return split_pdf(data, max_pages=limits.max_pdf_pages, name=name)
     if modality == "image":
         data = probe.read_file(path, name)
+        budget = limits.max_image_pixels
         if mime in ("image/png", "image/jpeg", "image/webp"):
-            probe.check_image(data, name)
+            data = fit_image(data, max_pixels=budget, name=name)
         if len(data) > limits.max_inline_bytes:
-            data = shrink_image(data, max_bytes=limits.max_inline_bytes, name=name)
+            data = shrink_image(
+                data, max_bytes=limits.max_inline_bytes, name=name, max_pixels=budget
+            )
         return [Segment(data, None, mime, "image", name, 0, 1)]
     if mime not in _AV_FAMILY:  # e.g. an AV type probe knows but we cannot cut
         data = probe.read_file(path, name)
@@ -1059,13 +1147,14 @@ def segment_file(
         use_audio = use_video_audio
         if use_video_audio and scan.audio is not None:
             max_s = min(max_s, limits.max_video_with_audio_seconds)
-    duration = scan.full_duration
+    # measured from the packets (a header can lie), the header's if they agree
+    duration = probe.real_seconds(scan.full_duration, scan.declared)
     if duration > max_s:
         _check_overlap(max_s, overlap_seconds)
         return _split_scanned(path, name, _keep(scan, use_audio), max_s, overlap_seconds)
     return [
         Segment(
-            probe.read_file(path, name),
+            _read_whole(path, name, scan.patch),
             None,
             mime,
             modality,

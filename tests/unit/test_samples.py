@@ -87,6 +87,29 @@ def test_wav_without_description_has_no_tags(tmp_path: Path) -> None:
         assert "title" not in c.metadata and "comment" not in c.metadata
 
 
+def test_wav_with_a_header_that_lies_holds_all_its_samples(tmp_path: Path) -> None:
+    path = samples.make_wav(tmp_path / "l.wav", 5, sample_rate=8000, header_seconds=0.5)
+    data = path.read_bytes()
+    honest = samples.make_wav(tmp_path / "h.wav", 5, sample_rate=8000).read_bytes()
+    assert len(data) == len(honest)  # every sample is there
+    with av.open(str(path)) as container:  # but the header claims half a second
+        assert container.duration == 500_000
+    at = data.index(b"data")
+    assert int.from_bytes(data[at + 4 : at + 8], "little") == 8000  # 0.5 s of 16-bit mono
+    assert int.from_bytes(data[4:8], "little") == at + 8 + 8000 - 8
+    assert data[at + 8 :] == honest[honest.index(b"data") + 8 :]
+
+
+def test_large_png_decodes_to_its_declared_pixels(tmp_path: Path) -> None:
+    path = samples.make_large_png(tmp_path / "big.png", 3001, 2003, color=(10, 200, 30))
+    assert path.stat().st_size < 3001 * 2003 * 3 / 500  # one colour: it deflates ~1000:1
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == (3001, 2003) and img.mode == "RGB"
+        assert img.getextrema() == ((10, 10), (200, 200), (30, 30))  # every row decoded
+    bomb = samples.make_large_png(tmp_path / "bomb.png", 13000, 13000)
+    assert bomb.stat().st_size < 700_000
+
+
 def test_mp3_has_id3_tags(tmp_path: Path) -> None:
     path = samples.make_mp3(tmp_path / "a.mp3", 3, description="a bird singing")
     assert sniff_mime(path.read_bytes()) == "audio/mpeg"
