@@ -101,8 +101,19 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
         model: str | None = None,
         dimensions: int | None = None,
         task_type: str | None = None,
+        embedder: Embedder | None = None,
         **settings: Any,
     ) -> None:
+        if embedder is not None:  # its settings are the function's (and what is persisted)
+            es = embedder.settings
+            model_name, dimension, task = es.spec.id, es.resolved_dimensions, es.task
+            vertexai, project, location, base_url = (
+                es.vertexai,
+                es.project,
+                es.location,
+                (es.base_url),
+            )
+            api_key_env_var = api_key_env_var or es.api_key_env
         model_name = _one("model_name", model_name, "model", model) or DEFAULT_MODEL
         dimension = _one("dimension", dimension, "dimensions", dimensions)
         if task_type is not None:
@@ -120,7 +131,7 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
         env_var = api_key_env_var
         if env_var is None and not explicit_key and not vertexai:
             env_var = default_api_key_env_var()
-        needs_env = env_var and not explicit_key and not vertexai and not base_url
+        needs_env = env_var and not (explicit_key or vertexai or base_url or embedder)
         if needs_env and not os.environ.get(env_var or ""):
             raise ConfigError(
                 f"environment variable {env_var} is not set: set it to a Gemini API key, "
@@ -155,7 +166,9 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
             "location": location,
             "base_url": base_url,
         }
-        self.embedder = Embedder(self._settings)
+        if embedder is not None:
+            self._settings = embedder.settings
+        self.embedder = embedder or Embedder(self._settings)
 
     def __call__(self, input: Embeddable) -> Embeddings:
         return cast(Embeddings, self.embedder.embed(_items(input), role="document"))

@@ -49,6 +49,7 @@ class _GeminiBase:
         timeout: float | None,
         max_retries: int | None,
         settings: dict[str, Any] | None,
+        embedder: Embedder | None = None,
     ) -> None:
         if api not in ("gemini", "vertex"):
             raise ConfigError(f"api must be 'gemini' or 'vertex', got {api!r}")
@@ -67,7 +68,9 @@ class _GeminiBase:
         self.timeout = timeout
         self.max_retries = max_retries
         self.settings = dict(settings or {})
-        self._embedder: Embedder | None = None
+        # a given engine (e.g. on gemb2.testing.FakeTransport) is used as it is; to_dict
+        # leaves it out, so a serialised pipeline builds its own from the settings
+        self._embedder: Embedder | None = embedder
 
     def _common_params(self) -> dict[str, Any]:
         return {
@@ -163,8 +166,9 @@ _COMMON_DOC = """
         :param api: `"gemini"` (Gemini Developer API) or `"vertex"` (Vertex AI).
         :param vertex_ai_project: Google Cloud project, for `api="vertex"`.
         :param vertex_ai_location: Google Cloud location, for `api="vertex"`.
-        :param model: `gemini-embedding-2` (default), `gemini-embedding-2-preview` or
-            `gemini-embedding-001` (text only, another vector space).
+        :param model: `gemini-embedding-2` (default) or `gemini-embedding-001` (text only,
+            another vector space); the retired `gemini-embedding-2-preview` is sent as
+            `gemini-embedding-2`.
         :param dimensions: Output dimension, 128..3072 (default 3072; 768 and 1536 recommended).
             Query and document embedders of one store must use the same model and dimension.
         :param task: What the vectors are for: `retrieval`, `question_answering`,
@@ -174,7 +178,10 @@ _COMMON_DOC = """
         :param timeout: Seconds per HTTP request (default 60).
         :param max_retries: Retries of a failed call, with backoff (default 6).
         :param settings: Further `gemb2.EmbedSettings` fields, e.g. `{"max_concurrency": 8,
-            "requests_per_minute": 1500, "normalize": True}`. Must not hold the key."""
+            "requests_per_minute": 1500, "normalize": True}`, or the Vertex AI only
+            `auto_truncate`, `document_ocr`, `audio_track_extraction`. Must not hold the key.
+        :param embedder: A `gemb2.Embedder` to use as it is (e.g. one on
+            `gemb2.testing.FakeTransport` in unit tests); `to_dict` leaves it out."""
 
 
 @component
@@ -207,6 +214,7 @@ class GeminiTextEmbedder(_GeminiBase):
         timeout: float | None = None,
         max_retries: int | None = None,
         settings: dict[str, Any] | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         """Create the component; nothing is sent until `run`.
         %s
@@ -225,6 +233,7 @@ class GeminiTextEmbedder(_GeminiBase):
             timeout=timeout,
             max_retries=max_retries,
             settings=settings,
+            embedder=embedder,
         )
         self.prefix = prefix
         self.suffix = suffix
@@ -300,6 +309,7 @@ class GeminiMediaQueryEmbedder(_GeminiBase):
         timeout: float | None = None,
         max_retries: int | None = None,
         settings: dict[str, Any] | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         """Create the component; nothing is sent until `run`.
         %s
@@ -318,6 +328,7 @@ class GeminiMediaQueryEmbedder(_GeminiBase):
             timeout=timeout,
             max_retries=max_retries,
             settings=settings,
+            embedder=embedder,
         )
         self.root_path = root_path
         self._settings(None)  # invalid model, dimensions or task fail here, not at the first run
@@ -413,6 +424,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
         timeout: float | None = None,
         max_retries: int | None = None,
         settings: dict[str, Any] | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         """Create the component; nothing is sent until `run`.
         %s
@@ -449,6 +461,7 @@ class GeminiDocumentEmbedder(_GeminiBase):
             timeout=timeout,
             max_retries=max_retries,
             settings=settings,
+            embedder=embedder,
         )
         self.prefix = prefix
         self.suffix = suffix

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import Secret
 
+from gemb2 import Embedder
 from gemb2.matryoshka import FullVectorStore, Hit, MatryoshkaIndex
 
 from .embedders import _default_api_key, _GeminiBase
@@ -43,6 +44,7 @@ class GeminiMatryoshkaRetriever(_GeminiBase):
         timeout: float | None = None,
         max_retries: int | None = None,
         settings: dict[str, Any] | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self._init_common(
             api_key=api_key,
@@ -56,6 +58,7 @@ class GeminiMatryoshkaRetriever(_GeminiBase):
             timeout=timeout,
             max_retries=max_retries,
             settings=settings,
+            embedder=embedder,
         )
         self.chroma_path, self.collection_name = chroma_path, collection_name
         self.side_store_path = side_store_path

@@ -119,6 +119,24 @@ class GeminiEmbeddings(BaseModel, Embeddings):
 
     _embedder: Embedder = PrivateAttr()
 
+    def __init__(self, *, embedder: Embedder | None = None, **data: Any) -> None:
+        """``embedder=`` uses that core Embedder as it is, e.g. one on
+        ``gemb2.testing.FakeTransport`` in a unit test: its settings win over the fields
+        (changing a field later builds a new one from the fields)."""
+        if embedder is not None:
+            s = embedder.settings
+            data = {
+                "model": s.spec.id,
+                "dimensions": s.resolved_dimensions,
+                "task": s.task,
+                "base_url": s.base_url,
+                **data,
+            }
+        super().__init__(**data)
+        if embedder is not None:
+            self._embedder.close()
+            self._embedder = embedder
+
     @model_validator(mode="after")
     def _build_embedder(self) -> GeminiEmbeddings:
         """Validate once through the core's settings, so every wrapper rejects the same things."""

@@ -71,6 +71,9 @@ _MIRRORED = (
     "timeout",
     "use_video_audio",
     "limits",
+    "auto_truncate",
+    "document_ocr",
+    "audio_track_extraction",
     "api_key_env",
     "vertexai",
     "project",
@@ -117,6 +120,15 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
         default=False, description="Apply the shorter limit to videos whose audio is used."
     )
     limits: Limits | None = Field(default=None, description="Override the model's limits.")
+    auto_truncate: bool | None = Field(
+        default=None, description="Vertex AI only: the service cuts text over the token limit."
+    )
+    document_ocr: bool | None = Field(
+        default=None, description="Vertex AI only: read the text of scanned PDF pages."
+    )
+    audio_track_extraction: bool | None = Field(
+        default=None, description="Vertex AI only: embed a video's audio track too."
+    )
     overlap_seconds: float = Field(
         default=2.0,
         ge=0,
@@ -146,11 +158,15 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
         api_key: str | SecretStr | None = None,
         settings: EmbedSettings | None = None,
         cache: VectorCache | None = None,
+        embedder: Embedder | None = None,
         **data: Any,
     ) -> None:
         """``settings`` shares one ``EmbedSettings`` with other wrappers; ``cache`` is
         the core's content-addressed vector cache (it covers media, unlike
-        LlamaIndex's text-keyed ``embeddings_cache``)."""
+        LlamaIndex's text-keyed ``embeddings_cache``); ``embedder`` is used as it is (its
+        settings win: e.g. ``Embedder(transport=gemb2.testing.FakeTransport())`` in tests)."""
+        if embedder is not None:
+            settings = embedder.settings
         if settings is not None:
             data = {
                 "model_name": settings.spec.id,
@@ -176,7 +192,7 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
             raise ConfigError(str(exc)) from exc
         self.model_name = core.spec.id
         self.dimensions = core.resolved_dimensions
-        self._embedder = Embedder(core, cache=cache)
+        self._embedder = embedder or Embedder(core, cache=cache)
         self._resolver = Resolver(
             core.resolved_limits,
             use_video_audio=core.use_video_audio,

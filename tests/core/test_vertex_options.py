@@ -107,3 +107,33 @@ def test_langchain_takes_the_vertex_options(emulator: Emulator) -> None:
         document_ocr=True,
     )
     assert emb.embedder.settings.document_ocr is True
+
+
+def test_every_other_wrapper_refuses_them_on_the_developer_api(emulator: Emulator) -> None:
+    from gemb2.chroma import GeminiEmbeddingFunction
+    from haystack_integrations.components.embedders.gemb2 import GeminiDocumentEmbedder
+    from llamaindex_gemb2 import GeminiMultiModalEmbedding
+
+    url = emulator.base_url
+    with pytest.raises(ConfigError, match="auto_truncate is Vertex AI only"):
+        GeminiMultiModalEmbedding(base_url=url, auto_truncate=True)
+    with pytest.raises(ConfigError, match="document_ocr is Vertex AI only"):
+        GeminiDocumentEmbedder(api_base_url=url, settings={"document_ocr": True})
+    with pytest.raises(ConfigError, match="audio_track_extraction is Vertex AI only"):
+        GeminiEmbeddingFunction(base_url=url, audio_track_extraction=True)
+    assert emulator.stats.requests == 0
+
+
+def test_every_other_wrapper_sends_them_on_vertex(emulator: Emulator) -> None:
+    from llamaindex_gemb2 import GeminiMultiModalEmbedding
+
+    model = GeminiMultiModalEmbedding(
+        vertexai=True,
+        project="proj",
+        location="us-central1",
+        base_url=emulator.base_url,
+        dimensions=768,
+        document_ocr=True,
+    )
+    assert model.embedder.settings.document_ocr is True
+    assert model.to_dict()["document_ocr"] is True
