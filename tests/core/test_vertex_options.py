@@ -110,8 +110,9 @@ def test_langchain_takes_the_vertex_options(emulator: Emulator) -> None:
 
 
 def test_every_other_wrapper_refuses_them_on_the_developer_api(emulator: Emulator) -> None:
-    from gemb2.chroma import GeminiEmbeddingFunction
     from haystack_integrations.components.embedders.gemb2 import GeminiDocumentEmbedder
+
+    from gemb2.chroma import GeminiEmbeddingFunction
     from llamaindex_gemb2 import GeminiMultiModalEmbedding
 
     url = emulator.base_url

@@ -84,7 +84,6 @@ def test_haystack_indexing_pipeline(embedder: Embedder, fake: FakeTransport) -> 
     from haystack import Document, Pipeline
     from haystack.components.writers import DocumentWriter
     from haystack.document_stores.in_memory import InMemoryDocumentStore
-
     from haystack_integrations.components.embedders.gemb2 import (
         GeminiDocumentEmbedder,
         GeminiTextEmbedder,
