@@ -223,7 +223,7 @@ def submit_index(args: argparse.Namespace, session: Any) -> int:
     """Plan the files as ``gemb2 index`` would and submit the pieces to Batch Mode."""
     from .batch import BatchEmbedder, JobStore
     from .cache import VectorCache
-    from .cli import _client, _collection
+    from .cli_store import _client, _collection
     from .errors import InputError
     from .indexer import index_paths
 
@@ -384,7 +384,7 @@ def _list(args: argparse.Namespace, session: Any, store: JobStore) -> int:
 def _collect(args: argparse.Namespace, session: Any, store: JobStore) -> int:
     from .batch import BatchEmbedder, JobPendingError
     from .cache import VectorCache
-    from .cli import _client, _collection
+    from .cli_store import _client, _collection
 
     job = store.get(args.job)
     name = args.collection or job.context.get("collection") or "gemb2"

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, batch_cli
-from .errors import ConfigError, Gemb2Error, InputError, StoreError
+from .cli_store import _client, _collection, _stored_settings
+from .errors import Gemb2Error, InputError, StoreError
 from .settings import API_KEY_ENV_VARS
 
 STAND_IN_NOTICE = (
@@ -59,55 +60,6 @@ class _Session:
     def close(self) -> None:
         if self.emulator is not None:
             self.emulator.stop()
-
-
-def _client(args: argparse.Namespace) -> Any:
-    import chromadb
-
-    if args.chroma_url:
-        from urllib.parse import urlparse
-
-        url = urlparse(args.chroma_url)
-        try:
-            return chromadb.HttpClient(
-                host=url.hostname or "127.0.0.1",
-                port=url.port or 8000,
-                ssl=url.scheme == "https",
-                settings=_chroma_settings(),
-            )
-        except Exception as exc:
-            raise ConfigError(
-                f"cannot reach the Chroma server at {args.chroma_url}: {exc}"
-            ) from exc
-    return chromadb.PersistentClient(path=str(args.db), settings=_chroma_settings())
-
-
-def _chroma_settings() -> Any:
-    from chromadb.config import Settings
-
-    return Settings(anonymized_telemetry=False)
-
-
-def _stored_settings(client: Any, name: str) -> dict[str, Any]:
-    """Model and dimension a collection was built with, so search uses the same."""
-    try:
-        meta = client.get_collection(name).metadata or {}
-    except Exception:
-        return {}
-    return {k: meta[f"gemb2:{k}"] for k in ("model", "dimensions") if f"gemb2:{k}" in meta}
-
-
-def _collection(
-    client: Any,
-    name: str,
-    session: _Session,
-    metadata: dict[str, Any] | None = None,
-    **settings: Any,
-) -> Any:
-    from .chroma import GeminiEmbeddingFunction, open_collection
-
-    ef = GeminiEmbeddingFunction(**session.settings(**settings))
-    return open_collection(client, name, ef, metadata=metadata), ef
 
 
 def _matryoshka(

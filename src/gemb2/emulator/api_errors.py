@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError
+from ..models import ModelSpec, get_model
 from .faults import format_seconds
 
 STATUS: dict[int, str] = {
@@ -16,6 +18,10 @@ STATUS: dict[int, str] = {
     500: "INTERNAL",
     503: "UNAVAILABLE",
 }
+
+
+class Drop(Exception):
+    """Close the connection without any answer (a fault kind clients must survive)."""
 
 
 class ApiError(Exception):
@@ -59,3 +65,18 @@ def internal() -> ApiError:
 
 def unavailable() -> ApiError:
     return ApiError(503, "The model is overloaded. Please try again later.")
+
+
+def lookup_model(model: str, ver: str, method: str) -> ModelSpec:
+    """The model a route names, or Google's 404 for it (a retired alias included)."""
+    try:
+        spec = get_model(model)
+        if spec.id != model.removeprefix("models/"):  # a retired alias: shut down upstream
+            raise ConfigError(model)
+        return spec
+    except ConfigError:
+        raise not_found(
+            f"models/{model} is not found for API version {ver}, or is not supported for "
+            f"{method}. Call ListModels to see the list of available models and their "
+            "supported methods."
+        ) from None

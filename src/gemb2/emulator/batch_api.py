@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import api_errors
-from .api_errors import ApiError
+from .api_errors import ApiError, Drop, lookup_model
 from .contents import parse_item
 from .vectors import content_vector, output_values, space_of
 
@@ -174,8 +174,6 @@ class BatchApi:
     # --- batches --------------------------------------------------------------------------
 
     def _create(self, model: str, raw: bytes) -> Reply:
-        from .server import Drop, _lookup
-
         cfg = self.app.config
         dropped = False
         try:
@@ -186,7 +184,7 @@ class BatchApi:
             body = json.loads(raw or b"{}")
         except ValueError as exc:
             raise api_errors.invalid(f"Invalid JSON payload received. {exc}") from None
-        spec = _lookup(model, "v1beta", "asyncBatchEmbedContent")
+        spec = lookup_model(model, "v1beta", "asyncBatchEmbedContent")
         batch = body.get("batch") if isinstance(body, dict) else None
         if not isinstance(batch, dict):
             raise api_errors.invalid("batch is required")

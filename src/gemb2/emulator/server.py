@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import ConfigError
-from ..models import MODELS, ModelSpec, get_model
+from ..models import MODELS, ModelSpec
 from . import api_errors
-from .api_errors import ApiError
+from .api_errors import ApiError, Drop
+from .api_errors import lookup_model as _lookup
 from .batch_api import BatchApi
 from .config import ANSWER_FAULTS, EmulatorConfig
 from .contents import Item, MediaCache, parse_item
@@ -56,10 +56,6 @@ _ROUTE = re.compile(
 )
 _LIST = re.compile(r"^/(?P<ver>v1|v1beta|v1alpha|v1beta1)/(?:publishers/[^/]+/)?models$")
 _KEY_IN_QUERY = re.compile(r"(?i)([?&](?:key|api_key|access_token)=)[^&\s]*")
-
-
-class Drop(Exception):
-    """Close the connection without any answer (a fault kind clients must survive)."""
 
 
 class EmulatorApp:
@@ -226,20 +222,6 @@ def _parse_json(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(body, dict):
         return None, "Invalid JSON payload received. Expected an object."
     return body, None
-
-
-def _lookup(model: str, ver: str, method: str) -> ModelSpec:
-    try:
-        spec = get_model(model)
-        if spec.id != model.removeprefix("models/"):  # a retired alias: shut down upstream
-            raise ConfigError(model)
-        return spec
-    except ConfigError:
-        raise api_errors.not_found(
-            f"models/{model} is not found for API version {ver}, or is not supported for "
-            f"{method}. Call ListModels to see the list of available models and their "
-            "supported methods."
-        ) from None
 
 
 def _bare_model(name: str) -> str:

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 from google.genai import errors as genai_errors
 
-from ..emulator.api_errors import ApiError
+from ..emulator.api_errors import ApiError, Drop
 from ..emulator.config import EmulatorConfig
-from ..emulator.server import Drop, EmulatorApp
+from ..emulator.server import EmulatorApp
 from ..emulator.stats import EmulatorStats
 from ..transport import Answer, EmbedCall
 
