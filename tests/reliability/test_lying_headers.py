@@ -121,10 +121,13 @@ def test_a_wav_whose_header_claims_1_s_is_split_by_its_200_s_of_samples(
         assert np.array_equal(kept, original[round(start * RATE) : round(end * RATE)])
 
     vectors = embedder.embed(items)
-    assert len(vectors) == 3 and emulator.stats.items == 3
+    # pieces of equal length of a steady recording can be byte-identical: each distinct
+    # piece is sent once (and every piece gets its vector)
+    distinct = {item.media[0].data for item in items}
+    assert len(vectors) == 3 and emulator.stats.items == len(distinct) >= 2
     sent = _sent_audio(emulator)
-    assert len(sent) == 3
-    assert sum(len(b) for b in sent) > 3_200_000  # all 200 s went out, with overlaps
+    assert len(sent) == len(distinct)
+    assert sum(len(b) for b in distinct) == sum(len(b) for b in sent)
     assert all(av_info(b).duration < AUDIO_LIMIT for b in sent)
 
 

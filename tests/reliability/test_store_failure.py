@@ -6,6 +6,7 @@ raises ``StoreError`` carrying the same report. A re-run completes the collectio
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -144,14 +145,19 @@ def test_cli_when_the_chroma_server_dies_prints_one_line_with_the_stored_count_a
     (line,) = err.strip().splitlines()
     assert line.startswith("gemb2 index: error: the vector store failed while ")
     assert "ConnectError" in line or "RemoteProtocolError" in line or "ReadError" in line
-    assert "200 items stored by this run before the failure" in line
+    found = re.search(r"(\d+) items stored by this run before the failure", line)
+    assert found, line
+    stored = int(found.group(1))
+    assert 200 <= stored < 400  # we killed it once 200 were stored, before the rest
     assert "index the same paths again to resume" in line
     assert FAKE_KEY not in line and "AIza" not in line
     assert out == ""
 
-    # the count was true: a server started again on the same data holds exactly that
+    # the count was true: a server started again on the same data holds that (plus, at
+    # most, the one write whose answer the kill cut off: stored, but never acknowledged)
     server.start()
-    assert _count(server) == 200
+    held = _count(server)
+    assert stored <= held <= stored + 100
     emu.configure(latency_per_request=0.0)
     emu.reset_stats()
     rerun = subprocess.run(
@@ -162,9 +168,9 @@ def test_cli_when_the_chroma_server_dies_prints_one_line_with_the_stored_count_a
         timeout=300,
     )
     assert rerun.returncode == 0, rerun.stderr
-    assert "indexed 200 files (200 items)" in rerun.stdout
-    assert "200 unchanged" in rerun.stdout
-    assert emu.stats.items <= 200
+    assert f"indexed {400 - held} files ({400 - held} items)" in rerun.stdout
+    assert f"{held} unchanged" in rerun.stdout
+    assert emu.stats.items <= 400 - held
     got = server.client().get_collection("gemb2").get(include=["metadatas"])
     assert len(got["ids"]) == 400 == len({m["source"] for m in got["metadatas"]})
 
