@@ -140,7 +140,7 @@ def parse_item(
     lim = spec.limits
     prefixed = spec.conditioning == "prefix"
     features: list[PartFeatures] = []
-    identity: list[str] = [spec.id.removesuffix("-preview")]
+    identity: list[str] = [spec.id]
     counts = {"image": 0, "audio": 0, "video": 0, "pdf": 0}
     tokens: dict[str, int] = {}
     text_tokens = 0

@@ -193,5 +193,5 @@ def output_values(full: Vector, dims: int) -> Vector:
 
 
 def space_of(model_id: str) -> str:
-    """Models sharing a vector space: the preview id shares the GA model's."""
-    return model_id.removeprefix("models/").removesuffix("-preview")
+    """The vector space a model id names (each model has its own)."""
+    return model_id.removeprefix("models/")
