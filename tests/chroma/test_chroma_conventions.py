@@ -18,9 +18,15 @@ import chromadb
 import numpy as np
 import pytest
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
-from chromadb.utils.embedding_functions.google_embedding_function import (
-    GoogleGeminiEmbeddingFunction,
-)
+
+try:  # Chroma's Gemini function, in the chromadb releases that have it
+    from chromadb.utils.embedding_functions.google_embedding_function import (
+        GoogleGeminiEmbeddingFunction as ChromaGoogleFunction,
+    )
+except ImportError:  # older releases (the lowest we support): its Generative AI one
+    from chromadb.utils.embedding_functions.google_embedding_function import (  # type: ignore[assignment]
+        GoogleGenerativeAiEmbeddingFunction as ChromaGoogleFunction,
+    )
 
 from gemb2 import ConfigError, ModelMismatchError
 from gemb2.chroma import NAME, GeminiEmbeddingFunction, open_collection
@@ -60,8 +66,8 @@ def no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_takes_the_settings_of_chromas_google_function(
     emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every setting Chroma's GoogleGeminiEmbeddingFunction has, under its name, works here."""
-    chroma_params = set(inspect.signature(GoogleGeminiEmbeddingFunction.__init__).parameters)
+    """Every setting Chroma's Google function has, under its name, works here."""
+    chroma_params = set(inspect.signature(ChromaGoogleFunction.__init__).parameters)
     ours = set(inspect.signature(GeminiEmbeddingFunction.__init__).parameters)
     assert chroma_params - {"self"} <= ours
     monkeypatch.setenv("MY_GEMINI_KEY", SECRET)

@@ -16,10 +16,13 @@ VERTEX_OPTIONS = {"auto_truncate": True, "document_ocr": True, "audio_track_extr
 
 
 def sent_configs(emulator: Emulator) -> list[dict[str, Any]]:
-    """The options of each request in the last call (``:batchEmbedContents`` or one
-    ``:embedContent``)."""
-    body = emulator.stats.last_bodies[-1]
-    return [r["embedContentConfig"] for r in body.get("requests", [body])]
+    """The options of each request sent (in ``:batchEmbedContents`` calls, or one
+    ``:embedContent`` call per item on SDKs before 3.4)."""
+    return [
+        r["embedContentConfig"]
+        for body in emulator.stats.last_bodies
+        for r in body.get("requests", [body])
+    ]
 
 
 def vertex(emulator: Emulator, **kw: Any) -> Embedder:
