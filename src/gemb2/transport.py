@@ -22,7 +22,10 @@ from .settings import API_KEY_ENV_VARS, EmbedSettings
 
 log = logging.getLogger("gemb2")
 
-SDK_MAJOR = int(genai.__version__.split(".")[0])
+# google-genai sends several contents in one Vertex AI call (:batchEmbedContents) from 3.4
+# on; before, it sends one per :embedContent call and raises ValueError for more.
+SDK_VERSION = tuple(int(p) for p in genai.__version__.split(".")[:2])
+VERTEX_BATCH_SDK = (3, 4)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -46,9 +49,10 @@ class Transport:
 
     @property
     def max_batch(self) -> int:
-        """Vertex AI on SDK 2.x takes one content per call for the multimodal models."""
+        """Vertex AI before google-genai 3.4 takes one content per call for the multimodal
+        models."""
         s = self.settings
-        if s.vertexai and SDK_MAJOR < 3 and s.spec.id != "gemini-embedding-001":
+        if s.vertexai and SDK_VERSION < VERTEX_BATCH_SDK and s.spec.id != "gemini-embedding-001":
             return 1
         return min(s.batch_size, s.resolved_limits.max_batch)
 
