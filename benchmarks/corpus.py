@@ -1,9 +1,9 @@
 """Deterministic benchmark inputs, generated once and cached under ``benchmarks/.data``.
 
 Texts are short sentences from a fixed vocabulary; media are real files made by
-``gemb2.samples`` (each carries a description, so the emulator gives them
+``gemb2.testing.samples`` (each carries a description, so the emulator gives them
 meaningful vectors). Everything is seeded: two runs measure the same inputs.
-Runs in the main venv only (it uses ``gemb2.samples``).
+Runs in the main venv only (it uses ``gemb2.testing.samples``).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _cached(marker: Path, make: Callable[[], object]) -> None:
 def media_corpus(root: Path, n: int = 200) -> list[Path]:
     """``n`` files mixing images (50%), WAV audio (20%), MP4 video (15%), PDFs (15%),
     each within the model's per-item limits, so every integration can send it whole."""
-    from gemb2.samples import make_jpeg, make_mp4, make_pdf, make_png, make_wav
+    from gemb2.testing.samples import make_jpeg, make_mp4, make_pdf, make_png, make_wav
 
     d = root / f"media_{n}"
     manifest = root / f"media_{n}.json"  # beside the folder: indexing walks it
@@ -200,7 +200,7 @@ def text_files(root: Path, name: str, n: int, seed: int) -> Path:
 def long_video(root: Path, seconds: int = 600) -> Path:
     """A ``seconds``-long 640x360, 24 fps H.264 MP4 with an AAC track (about 25 MB for
     10 minutes): realistic enough that its segments are megabytes, not kilobytes."""
-    from gemb2.samples import make_mp4
+    from gemb2.testing.samples import make_mp4
 
     p = root / f"long_video_{seconds}s.mp4"
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 import corpus  # noqa: E402
 import report  # noqa: E402
 
-from gemb2.emulator import Emulator, EmulatorConfig  # noqa: E402
+from gemb2.testing.emulator import Emulator, EmulatorConfig  # noqa: E402
 
 ANCHOR_VENV = HERE / ".venv-anchors"
 DATA = HERE / ".data"

@@ -107,8 +107,8 @@ def warm(embedder: Any) -> None:
     import PIL.Image  # noqa: F401
     import pypdf  # noqa: F401
 
-    import gemb2.probe  # noqa: F401
-    from gemb2.transport import genai_client
+    import gemb2.inputs.probe  # noqa: F401
+    from gemb2.transport.genai import genai_client
 
     _ = genai_client(embedder.transport)
 
@@ -280,7 +280,7 @@ def haystack_media(job: Job) -> Result:
 
 
 def chroma_text(job: Job) -> Result:
-    from gemb2.chroma import GeminiEmbeddingFunction
+    from gemb2.stores.chroma import GeminiEmbeddingFunction
 
     texts = load_texts(job)
 
@@ -295,7 +295,7 @@ def chroma_text(job: Job) -> Result:
 
 
 def chroma_media(job: Job) -> Result:
-    from gemb2.chroma import GeminiEmbeddingFunction, GeminiMediaLoader
+    from gemb2.stores.chroma import GeminiEmbeddingFunction, GeminiMediaLoader
 
     uris = [str(p) for p in media_paths(job)]
 
@@ -585,8 +585,8 @@ def reindex(job: Job) -> Result:
     from chromadb.config import Settings
 
     from gemb2 import VectorCache
-    from gemb2.chroma import GeminiEmbeddingFunction, open_collection
-    from gemb2.indexer import index_paths
+    from gemb2.ingest.indexer import index_paths
+    from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
 
     db = Path(tempfile.mkdtemp(prefix="reindex-", dir=job.get("tmp")))
     client = chromadb.PersistentClient(path=str(db), settings=Settings(anonymized_telemetry=False))
@@ -672,9 +672,9 @@ def memory(job: Job) -> Result:
         from chromadb.config import Settings
 
         from gemb2 import Limits
-        from gemb2.chroma import GeminiEmbeddingFunction, open_collection
-        from gemb2.indexer import bound_malloc, index_paths
-        from gemb2.loading import load_file
+        from gemb2.ingest.indexer import bound_malloc, index_paths
+        from gemb2.ingest.loading import load_file
+        from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
 
         bound_malloc()  # as `gemb2 index` does before it indexes
         db = Path(tempfile.mkdtemp(prefix="memory-", dir=job.get("tmp")))
@@ -732,8 +732,8 @@ def matryoshka(job: Job) -> Result:
     from chromadb.config import Settings
 
     from gemb2 import Embedder
-    from gemb2.emulator.vectors import PartFeatures, content_vector, space_of
-    from gemb2.matryoshka import FullVectorStore, MatryoshkaIndex, shrink
+    from gemb2.stores.matryoshka import FullVectorStore, MatryoshkaIndex, shrink
+    from gemb2.testing.emulator.vectors import PartFeatures, content_vector, space_of
 
     n, n_queries, small = int(job["items"]), int(job["queries"]), int(job["small_dims"])
     k, oversample = 10, int(job["oversample"])

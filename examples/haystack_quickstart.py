@@ -29,8 +29,8 @@ from haystack_integrations.components.retrievers.chroma import (
 )
 from haystack_integrations.document_stores.chroma import ChromaDocumentStore
 
-from gemb2 import samples
-from gemb2.emulator import emulator_unless
+from gemb2.testing import samples
+from gemb2.testing.emulator import emulator_unless
 
 
 def make_files(folder: Path) -> None:

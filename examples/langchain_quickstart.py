@@ -17,8 +17,8 @@ from pathlib import Path
 import chromadb
 from langchain_chroma import Chroma
 
-from gemb2 import samples
-from gemb2.emulator import emulator_unless
+from gemb2.testing import samples
+from gemb2.testing.emulator import emulator_unless
 from langchain_gemb2 import GeminiEmbeddings
 
 

@@ -20,8 +20,8 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.ingestion import IngestionPipeline
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from gemb2 import samples
-from gemb2.emulator import emulator_unless
+from gemb2.testing import samples
+from gemb2.testing.emulator import emulator_unless
 from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader, GeminiMultiModalEmbedding
 
 QUERIES = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gemb2.emulator import Emulator, EmulatorConfig
+from gemb2.testing.emulator import Emulator, EmulatorConfig
 
 for _var in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
     os.environ.pop(_var, None)
@@ -37,7 +37,7 @@ def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A handful of small real media files with descriptive text inside them."""
-    from gemb2 import samples
+    from gemb2.testing import samples
 
     d = tmp_path_factory.mktemp("media")
     samples.make_png(d / "red_circle.png", "a red circle", color=(255, 0, 0), shape="circle")

@@ -1,9 +1,12 @@
 """gemb2: Google's Gemini Embedding 2 as a first-class multimodal embedding model."""
 
-from .batch import BatchEmbedder, BatchResult, JobStore
-from .cache import VectorCache
-from .embedder import Embedder, embed
-from .errors import (
+from gemb2.batch.jobs import BatchEmbedder, BatchResult, JobStore
+from gemb2.engine.cache import VectorCache
+from gemb2.engine.embedder import Embedder, embed
+from gemb2.engine.settings import EmbedSettings
+from gemb2.engine.usage import Usage
+from gemb2.engine.vectors import normalize, truncate
+from gemb2.errors import (
     APIError,
     ConfigError,
     Gemb2Error,
@@ -18,12 +21,9 @@ from .errors import (
     TransportError,
     UnsupportedMediaError,
 )
-from .media import Item, Media
-from .models import DEFAULT_MODEL, MODELS, Limits, ModelSpec, get_model
-from .settings import EmbedSettings
-from .tasks import TASKS, Role, Task
-from .usage import Usage
-from .vectors import normalize, truncate
+from gemb2.inputs.media import Item, Media
+from gemb2.model.catalog import DEFAULT_MODEL, MODELS, Limits, ModelSpec, get_model
+from gemb2.model.tasks import TASKS, Role, Task
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .redaction import redact
+from gemb2.redaction import redact
 
 
 class Gemb2Error(Exception):

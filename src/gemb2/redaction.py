@@ -24,8 +24,8 @@ MIN_SECRET_LENGTH = 8
 LOGGERS = (
     "gemb2",
     "gemb2.llamaindex",
-    "gemb2.emulator.server",
-    "gemb2.emulator.media_text",
+    "gemb2.testing.emulator.server",
+    "gemb2.testing.emulator.media_text",
     "haystack_gemb2",
 )
 

@@ -17,7 +17,7 @@ from haystack.utils import Secret
 from pydantic import SecretStr, ValidationError
 
 from gemb2 import ConfigError, Embedder, EmbedSettings, Gemb2Error, InputError, Item, Usage
-from gemb2.transport import genai_client
+from gemb2.transport.genai import genai_client
 
 from ._sources import PdfPages, document_item, source_media
 

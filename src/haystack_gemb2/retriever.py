@@ -7,7 +7,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import Secret
 
 from gemb2 import Embedder
-from gemb2.matryoshka import FullVectorStore, Hit, MatryoshkaIndex
+from gemb2.stores.matryoshka import FullVectorStore, Hit, MatryoshkaIndex
 
 from .embedders import _default_api_key, _GeminiBase
 
@@ -19,7 +19,7 @@ class GeminiMatryoshkaRetriever(_GeminiBase):
     side store beside it. ``Document.score`` is the full-size cosine.
 
     The collection and side store are the ones ``gemb2 index --rerank-dims N`` (or
-    ``gemb2.matryoshka.MatryoshkaIndex``) writes.
+    ``gemb2.stores.matryoshka.MatryoshkaIndex``) writes.
     """
 
     __module__ = "haystack_integrations.components.retrievers.gemb2"

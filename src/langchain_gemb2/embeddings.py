@@ -27,9 +27,9 @@ from pydantic import (
 
 from gemb2 import Embedder, EmbedSettings, Item, Usage, VectorCache
 from gemb2.errors import InputError
-from gemb2.media import ItemLike
-from gemb2.models import Limits
-from gemb2.tasks import Task
+from gemb2.inputs.media import ItemLike
+from gemb2.model.catalog import Limits
+from gemb2.model.tasks import Task
 
 API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 # metadata keys that tell one piece of a split file from another
@@ -257,7 +257,9 @@ class GeminiEmbeddings(BaseModel, Embeddings):
         return await self._embedder.aembed(self._document_items(documents), role="document")
 
     def _document_items(self, documents: Sequence[Document]) -> list[Item]:
-        from gemb2.pieces import load_piece  # pulls in the PDF/AV splitters only when needed
+        from gemb2.ingest.pieces import (
+            load_piece,  # pulls in the PDF/AV splitters only when needed
+        )
 
         s = self._embedder.settings
         items = []

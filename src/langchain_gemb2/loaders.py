@@ -1,6 +1,6 @@
 """A LangChain document loader for folders of mixed media: text, images, audio, video, PDFs.
 
-Splitting is the core's (``gemb2.loading.load_file``): a long PDF becomes 6-page
+Splitting is the core's (``gemb2.ingest.loading.load_file``): a long PDF becomes 6-page
 pieces, long audio and video overlapping segments, long text token-bounded chunks.
 Each piece becomes one ``Document`` whose metadata says where it came from, so a
 hit from a text query points at the file and the page or time range.
@@ -19,7 +19,7 @@ from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 
 from gemb2.errors import InputError
-from gemb2.models import Limits
+from gemb2.model.catalog import Limits
 
 if TYPE_CHECKING:
     from .embeddings import GeminiEmbeddings
@@ -62,7 +62,7 @@ class MixedMediaLoader(BaseLoader):
 
     def lazy_load(self) -> Iterator[Document]:
         """One file at a time, so a large folder never sits in memory whole."""
-        from gemb2.loading import load_file, walk  # PDF/AV splitters load only when used
+        from gemb2.ingest.loading import load_file, walk  # PDF/AV splitters load only when used
 
         for path in walk(self.paths):
             try:
@@ -85,6 +85,6 @@ def document_id(meta: dict[str, object]) -> str:
 
 
 def _label(path: Path, meta: dict[str, object]) -> str:
-    from gemb2.loading import piece_name
+    from gemb2.ingest.loading import piece_name
 
     return f"[{meta.get('modality')}] {piece_name(path, dict(meta))}"

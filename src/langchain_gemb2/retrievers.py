@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from gemb2.matryoshka import Hit, MatryoshkaIndex
+from gemb2.stores.matryoshka import Hit, MatryoshkaIndex
 
 
 class GeminiMatryoshkaRetriever(BaseRetriever):

@@ -3,7 +3,7 @@
 LlamaIndex embeds ``node.get_content()`` text, which is empty for media. This module
 finds the media a node really holds (an ``ImageNode``'s image, a ``Node``'s image,
 audio or video resource, or a media file named in its metadata) so the embedding
-sends the media itself; pieces of split files come back through ``gemb2.pieces``.
+sends the media itself; pieces of split files come back through ``gemb2.ingest.pieces``.
 
 Two LlamaIndex habits need media nodes to carry text: ``VectorStoreIndex`` drops a
 node whose content is empty, and ``IngestionPipeline``'s cache keys each step on its
@@ -34,10 +34,10 @@ from llama_index.core.schema import (
 )
 
 from gemb2 import DEFAULT_MODEL, InputError, Item, Limits, Media, get_model
-from gemb2.loading import label
-from gemb2.media import mime_from_suffix
-from gemb2.pieces import load_piece
-from gemb2.probe import modality_of
+from gemb2.ingest.loading import label
+from gemb2.ingest.pieces import load_piece
+from gemb2.inputs.media import mime_from_suffix
+from gemb2.inputs.probe import modality_of
 
 MEDIA_MODALITIES = frozenset({"image", "audio", "video", "pdf"})
 LLM_HIDDEN_KEYS = ("file_hash", "mime_type", "piece", "pieces", "char_start", "char_end")

@@ -41,7 +41,7 @@ from gemb2 import (
     Usage,
     VectorCache,
 )
-from gemb2.media import ItemLike
+from gemb2.inputs.media import ItemLike
 
 from ._media import (
     Resolver,

@@ -1,7 +1,7 @@
 """A LlamaIndex node parser that cuts documents pointing at media files into nodes
 that fit Gemini Embedding 2's per-item limits.
 
-The splitting is the core's (``gemb2.loading.load_file``); this module turns its
+The splitting is the core's (``gemb2.ingest.loading.load_file``); this module turns its
 pieces into nodes: the media's source, modality and page or time range in metadata,
 SOURCE/PREVIOUS/NEXT relationships, and a short label as text, so LlamaIndex does
 not drop the node as empty and its ingestion cache cannot mistake one piece for another.
@@ -33,13 +33,13 @@ from llama_index.core.schema import (
 from llama_index.core.utils import get_tqdm_iterable
 
 from gemb2 import DEFAULT_MODEL, Item, Limits, Media, get_model
-from gemb2.loading import load_file, source_path
-from gemb2.media import mime_from_suffix
-from gemb2.pieces import PIECE_KEYS, remember
-from gemb2.probe import modality_of
-from gemb2.segment import split_text
-from gemb2.tasks import PREFIX_TOKENS
-from gemb2.tokens import estimate_tokens
+from gemb2.ingest.loading import load_file, source_path
+from gemb2.ingest.pieces import PIECE_KEYS, remember
+from gemb2.inputs.media import mime_from_suffix
+from gemb2.inputs.probe import modality_of
+from gemb2.inputs.tokens import estimate_tokens
+from gemb2.model.tasks import PREFIX_TOKENS
+from gemb2.segment.split import split_text
 
 from ._media import (
     LLM_HIDDEN_KEYS,

@@ -20,8 +20,8 @@ from llama_index.core.schema import Document
 
 from gemb2 import Item
 from gemb2.errors import InputError
-from gemb2.loading import file_hash, walk
-from gemb2.probe import TEXT_SUFFIXES, modality_of, sniff_mime
+from gemb2.ingest.loading import file_hash, walk
+from gemb2.inputs.probe import TEXT_SUFFIXES, modality_of, sniff_mime
 
 from ._media import label
 

@@ -7,7 +7,7 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from gemb2.matryoshka import Hit, MatryoshkaIndex
+from gemb2.stores.matryoshka import Hit, MatryoshkaIndex
 
 
 class GeminiMatryoshkaRetriever(BaseRetriever):

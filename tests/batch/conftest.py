@@ -9,8 +9,8 @@ import pytest
 from batch_helpers import DIMS
 
 from gemb2 import Embedder
-from gemb2.batch import BatchEmbedder, JobStore
-from gemb2.emulator import Emulator
+from gemb2.batch.jobs import BatchEmbedder, JobStore
+from gemb2.testing.emulator import Emulator
 
 
 @pytest.fixture

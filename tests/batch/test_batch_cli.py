@@ -18,9 +18,9 @@ import pytest
 from batch_helpers import DIMS, make_text_corpus
 from chromadb.config import Settings
 
-from gemb2 import samples
-from gemb2.cli import main
-from gemb2.emulator import Emulator
+from gemb2.cli.main import main
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 JOB = re.compile(r"submitted (batches/[0-9a-z]+)")
 
@@ -266,7 +266,7 @@ def test_collect_after_a_process_restart(emu: Emulator, tmp_path: Path) -> None:
     make_text_corpus(tmp_path / "notes", 6)
     db = tmp_path / "db"
     emu.configure(batch_hold="PENDING")
-    cli = [sys.executable, "-m", "gemb2.cli"]
+    cli = [sys.executable, "-m", "gemb2.cli.main"]
     common = ["--db", str(db), "--base-url", emu.base_url]
     submit = subprocess.run(
         [

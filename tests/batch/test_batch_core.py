@@ -1,4 +1,4 @@
-"""gemb2.batch against the emulator over real HTTP: submit, poll, collect, failures, media."""
+"""gemb2.batch.jobs against the emulator over real HTTP: submit, poll, collect, failures, media."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import pytest
 from batch_helpers import DIMS, texts
 
 from gemb2 import ConfigError, Embedder, InputError, Item, VectorCache
-from gemb2.batch import (
+from gemb2.batch.jobs import (
     BatchEmbedder,
     CostEstimate,
     JobFailedError,
     JobPendingError,
     JobStore,
 )
-from gemb2.emulator import Emulator
-from gemb2.models import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
+from gemb2.model.catalog import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
+from gemb2.testing.emulator import Emulator
 
 
 @pytest.mark.parametrize("mode", ["inline", "file"])

@@ -13,7 +13,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 
 @pytest.fixture

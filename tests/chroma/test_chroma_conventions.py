@@ -29,8 +29,8 @@ except ImportError:  # older releases (the lowest we support): its Generative AI
     )
 
 from gemb2 import ConfigError, ModelMismatchError
-from gemb2.chroma import NAME, GeminiEmbeddingFunction, open_collection
-from gemb2.emulator import Emulator
+from gemb2.stores.chroma import NAME, GeminiEmbeddingFunction, open_collection
+from gemb2.testing.emulator import Emulator
 
 SECRET = "AIzaSy-CHROMA-EXPLICIT-KEY-77"
 ENV_KEY = "AIzaSy-SOME-OTHER-KEY-IN-THE-ENVIRONMENT"
@@ -237,7 +237,7 @@ def test_configs_persisted_with_model_and_dimensions_still_load(
 
     out = child(
         """
-        import json, sys, chromadb, gemb2.chroma
+        import json, sys, chromadb, gemb2.stores.chroma
         c = chromadb.PersistentClient(path=sys.argv[1]).get_collection("old")
         ids = c.query(query_texts=["where honey comes from"], n_results=1)["ids"][0]
         ef = c.configuration["embedding_function"]
@@ -296,9 +296,9 @@ def test_reopening_without_the_import_fails_as_the_readme_says(
     assert quoted in failed["message"]
     section = _chroma_section()
     assert quoted in section  # searching the README for the error finds it...
-    fix = re.search(r"import gemb2\.chroma", section)
+    fix = re.search(r"import gemb2\.stores\.chroma", section)
     assert fix and fix.start() - section.index(quoted) < 600  # ...next to the fix
-    assert child(REOPEN.format(imports="import gemb2.chroma"), db) == {"ids": [["bees"]]}
+    assert child(REOPEN.format(imports="import gemb2.stores.chroma"), db) == {"ids": [["bees"]]}
 
 
 def test_a_collection_made_with_an_explicit_key_never_uses_the_environments(
@@ -315,7 +315,7 @@ def test_a_collection_made_with_an_explicit_key_never_uses_the_environments(
 
     # reopened with other keys in the environment: refused before any call, saying what to do
     env = {"GOOGLE_API_KEY": ENV_KEY, "GEMINI_API_KEY": ENV_KEY}
-    refused = child(REOPEN.format(imports="import gemb2.chroma"), db, env=env)
+    refused = child(REOPEN.format(imports="import gemb2.stores.chroma"), db, env=env)
     assert "ids" not in refused, "the reopened collection embedded with the environment's key"
     assert refused["error"] == "ConfigError"
     assert "created with GeminiEmbeddingFunction(api_key=...)" in refused["message"]
@@ -334,7 +334,7 @@ def test_a_collection_made_with_an_explicit_key_never_uses_the_environments(
     again = child(
         f"""
         import json, os, sys, chromadb
-        from gemb2.chroma import GeminiEmbeddingFunction
+        from gemb2.stores.chroma import GeminiEmbeddingFunction
         ef = GeminiEmbeddingFunction(
             api_key=os.environ["THE_KEY"], base_url="{emulator.base_url}", dimensions=256)
         c = chromadb.PersistentClient(path=sys.argv[1]).get_collection(
@@ -364,7 +364,7 @@ def test_an_explicit_key_with_a_named_variable_reopens_from_that_variable(
     )
     out = child(
         """
-        import json, sys, chromadb, gemb2.chroma
+        import json, sys, chromadb, gemb2.stores.chroma
         c = chromadb.PersistentClient(path=sys.argv[1]).get_collection("media")
         ids = c.query(query_texts=["honeybees"], n_results=1)["ids"]
         key, var = c.configuration["embedding_function"].embedder.settings.resolve_api_key()

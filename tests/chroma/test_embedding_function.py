@@ -1,4 +1,4 @@
-"""gemb2.chroma.GeminiEmbeddingFunction on real ChromaDB (embedded and `chroma run`)."""
+"""gemb2.stores.chroma.GeminiEmbeddingFunction on real ChromaDB (embedded and `chroma run`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from gemb2 import ModelMismatchError
-from gemb2.chroma import NAME, GeminiEmbeddingFunction, open_collection
-from gemb2.emulator import Emulator
+from gemb2.stores.chroma import NAME, GeminiEmbeddingFunction, open_collection
+from gemb2.testing.emulator import Emulator
 
 SECRET = "AIzaSy-CHROMA-SECRET-42"
 MEDIA = [
@@ -80,7 +80,7 @@ def test_reopened_in_new_process_gets_function_back(
     col = open_collection(client, "media", _ef(emulator))
     col.add(ids=MEDIA[:3], uris=[str(media_dir / m) for m in MEDIA[:3]])
     script = (
-        "import json, sys, chromadb, gemb2.chroma\n"
+        "import json, sys, chromadb, gemb2.stores.chroma\n"
         "c = chromadb.PersistentClient(path=sys.argv[1]).get_collection('media')\n"
         "r = c.query(query_texts=['a yellow star'], n_results=1)\n"
         "print(json.dumps([type(c._embedding_function).__name__, r['ids'][0][0]]))\n"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gemb2 import samples
-from gemb2.cli import main
-from gemb2.emulator import Emulator
+from gemb2.cli.main import main
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 
 @pytest.fixture
@@ -227,7 +227,7 @@ def test_rerank_index_and_search(
     assert code == 0, err
     import chromadb
 
-    from gemb2.matryoshka import FullVectorStore
+    from gemb2.stores.matryoshka import FullVectorStore
 
     col = chromadb.PersistentClient(path=str(db)).get_collection("gemb2")
     assert col.metadata["gemb2:dimensions"] == 256

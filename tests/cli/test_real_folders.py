@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from chromadb.config import Settings
 
-from gemb2 import samples
-from gemb2.cli import main
-from gemb2.emulator import Emulator
+from gemb2.cli.main import main
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 DIMS = "128"
 
@@ -196,7 +196,7 @@ def test_file_names_that_are_not_utf8_are_indexed_under_an_escaped_name(
     assert sorted(stored) == sorted(
         [str(good), f"{folder}/bad\\xffname.png", f"{folder}/caf\\xe9 notes.txt"]
     )
-    from gemb2.loading import source_path
+    from gemb2.ingest.loading import source_path
 
     for path in (bad, latin):
         (meta, _), *_ = stored[

@@ -18,9 +18,9 @@ from gemb2 import (
     MediaReadError,
     RetryExhaustedError,
     VectorCache,
-    samples,
 )
-from gemb2.emulator import Emulator
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 SECRET = "AIzaSy-TEST-SECRET-0123456789"
 
@@ -255,7 +255,7 @@ def test_vertex_ai_path(emulator: Emulator) -> None:
     the Embedder sends three. CI runs both: the lowest and the latest resolution."""
     from google.oauth2.credentials import Credentials
 
-    from gemb2.transport import SDK_VERSION, VERTEX_BATCH_SDK
+    from gemb2.transport.genai import SDK_VERSION, VERTEX_BATCH_SDK
 
     emb = Embedder(
         vertexai=True,
@@ -280,7 +280,7 @@ def test_vertex_ai_path(emulator: Emulator) -> None:
 
 def test_non_finite_or_zero_vectors_are_refused() -> None:
     from gemb2 import ResponseMismatchError
-    from gemb2.transport import CallResult
+    from gemb2.transport.base import CallResult
 
     emb = Embedder(base_url="http://127.0.0.1:1", dimensions=128)
     batch = emb.prepare(["a", "b"])
@@ -297,7 +297,7 @@ def test_non_finite_or_zero_vectors_are_refused() -> None:
 
 def test_a_bad_row_is_reported_by_position_in_a_typed_error() -> None:
     """The Embedder names the failing item from ``.row``, not by parsing a message."""
-    from gemb2.vectors import BadVectorError, checked_rows
+    from gemb2.engine.vectors import BadVectorError, checked_rows
 
     rows = [[1.0, 0.0], [0.0, 1.0], [float("inf"), 0.0]]
     with pytest.raises(BadVectorError) as info:

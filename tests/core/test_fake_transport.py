@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from gemb2 import Embedder, Item, Media, RetryExhaustedError
-from gemb2.emulator import Emulator
 from gemb2.testing import FakeTransport
-from gemb2.transport import Transport
+from gemb2.testing.emulator import Emulator
+from gemb2.transport.base import Transport
 
 
 def mixed(media_dir: Path) -> list[object]:

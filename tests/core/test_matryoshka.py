@@ -1,4 +1,4 @@
-"""Shortlist on truncated vectors, re-rank on full ones: gemb2.matryoshka."""
+"""Shortlist on truncated vectors, re-rank on full ones: gemb2.stores.matryoshka."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from gemb2 import ConfigError, Embedder, ModelMismatchError
-from gemb2.emulator import Emulator
-from gemb2.matryoshka import FullVectorStore, MatryoshkaIndex, shrink
+from gemb2.stores.matryoshka import FullVectorStore, MatryoshkaIndex, shrink
+from gemb2.testing.emulator import Emulator
 
 TOPICS = ["volcano", "honeybee", "glacier", "violin", "satellite", "orchard", "submarine", "desert"]
 
@@ -67,7 +67,7 @@ def test_side_store_consistent_through_upsert_delete_and_reopen(
     script = (
         "import sys, chromadb\n"
         "from gemb2 import Embedder\n"
-        "from gemb2.matryoshka import FullVectorStore, MatryoshkaIndex\n"
+        "from gemb2.stores.matryoshka import FullVectorStore, MatryoshkaIndex\n"
         "d = sys.argv[1]\n"
         "col = chromadb.PersistentClient(path=d + '/db').get_collection('mat')\n"
         "idx = MatryoshkaIndex(col, FullVectorStore(d + '/mat.full.sqlite', 3072), Embedder(base_url=sys.argv[2]))\n"

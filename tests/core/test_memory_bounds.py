@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gemb2 import Embedder, InputError, Limits, MediaReadError, samples
-from gemb2.emulator import Emulator
-from gemb2.indexer import index_paths
-from gemb2.loading import load_file
+from gemb2 import Embedder, InputError, Limits, MediaReadError
+from gemb2.ingest.indexer import index_paths
+from gemb2.ingest.loading import load_file
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_indexing_a_long_video_keeps_about_one_call_in_memory(
     baseline was about 22x the largest piece (12.5 MB for 0.58 MB pieces); now about 11x."""
     import chromadb
 
-    from gemb2.chroma import GeminiEmbeddingFunction, open_collection
+    from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
 
     pieces = load_file(long_video)
     largest = max(it.media[0].size for it in pieces)

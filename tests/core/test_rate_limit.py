@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from gemb2 import Embedder
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 SLACK = 0.01  # seconds: clock granularity and asyncio's early wake-up
 

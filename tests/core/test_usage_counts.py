@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gemb2 import APIError, ConfigError, Embedder, RetryExhaustedError
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 FAST: dict[str, Any] = {"dimensions": 128, "backoff_initial": 0.0, "backoff_max": 0.0}
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from google.oauth2.credentials import Credentials
 
-from gemb2 import ConfigError, Embedder, EmbedSettings, LimitExceededError, models
-from gemb2.emulator import Emulator
+from gemb2 import ConfigError, Embedder, EmbedSettings, LimitExceededError
+from gemb2.model import catalog as models
+from gemb2.testing.emulator import Emulator
 
 VERTEX_OPTIONS = {"auto_truncate": True, "document_ocr": True, "audio_track_extraction": False}
 
@@ -115,7 +116,7 @@ def test_langchain_takes_the_vertex_options(emulator: Emulator) -> None:
 def test_every_other_wrapper_refuses_them_on_the_developer_api(emulator: Emulator) -> None:
     from haystack_integrations.components.embedders.gemb2 import GeminiDocumentEmbedder
 
-    from gemb2.chroma import GeminiEmbeddingFunction
+    from gemb2.stores.chroma import GeminiEmbeddingFunction
     from llamaindex_gemb2 import GeminiMultiModalEmbedding
 
     url = emulator.base_url

@@ -11,8 +11,9 @@ from google import genai
 from google.genai import errors, types
 
 from gemb2 import Embedder, Item, Media
-from gemb2.emulator import Emulator
-from gemb2.transport import EmbedCall, GenAITransport
+from gemb2.testing.emulator import Emulator
+from gemb2.transport.base import EmbedCall
+from gemb2.transport.genai import GenAITransport
 
 
 def sdk_body(emulator: Emulator, contents: list[types.Content], **config: object) -> dict:

@@ -27,11 +27,11 @@ from google.oauth2.credentials import Credentials
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from gemb2.emulator import Emulator, EmulatorConfig
-from gemb2.emulator.contents import MediaCache, parse_item
-from gemb2.emulator.vectors import content_vector
-from gemb2.models import get_model
-from gemb2.transport import SDK_VERSION, VERTEX_BATCH_SDK
+from gemb2.model.catalog import get_model
+from gemb2.testing.emulator import Emulator, EmulatorConfig
+from gemb2.testing.emulator.contents import MediaCache, parse_item
+from gemb2.testing.emulator.vectors import content_vector
+from gemb2.transport.genai import SDK_VERSION, VERTEX_BATCH_SDK
 
 MODEL = "gemini-embedding-2"
 SECRET = "AIzaSy-EMULATOR-TEST-SECRET-42"
@@ -641,7 +641,7 @@ def test_reset_stats_and_last_bodies_cap(emulator: Emulator) -> None:
 def test_api_key_never_reaches_logs_or_bodies(
     emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="gemb2.emulator")
+    caplog.set_level(logging.DEBUG, logger="gemb2.testing.emulator")
     with httpx.Client(base_url=emulator.base_url) as http:
         resp = http.post(
             f"/v1beta/models/nope:batchEmbedContents?key={SECRET}",
@@ -760,7 +760,17 @@ def test_vertex_paths_on_the_wire(emulator: Emulator) -> None:
 def test_cli_serves_until_sigterm() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gemb2.emulator", "--port", "0", "--seed", "3", "--faults", "500"],
+        [
+            sys.executable,
+            "-m",
+            "gemb2.testing.emulator",
+            "--port",
+            "0",
+            "--seed",
+            "3",
+            "--faults",
+            "500",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -24,7 +24,7 @@ from haystack_integrations.components.embedders.gemb2 import (
 from haystack_integrations.components.retrievers.chroma import ChromaEmbeddingRetriever
 from haystack_integrations.document_stores.chroma import ChromaDocumentStore
 
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 DIM = 768
 SECRET = "AIzaSy-HAYSTACK-PIPELINE-SECRET-42"

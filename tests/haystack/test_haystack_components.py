@@ -24,9 +24,9 @@ from gemb2 import (
     MediaReadError,
     RetryExhaustedError,
     UnsupportedMediaError,
-    samples,
 )
-from gemb2.emulator import Emulator
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 from haystack_gemb2 import GeminiDocumentEmbedder as DirectImport
 
 SECRET = "AIzaSy-HAYSTACK-SECRET-0123456789"
@@ -245,7 +245,7 @@ def test_embed_media_false_embeds_text_only(emulator: Emulator, media_dir: Path)
 
 
 def test_pdf_page_number_embeds_that_page(emulator: Emulator, media_dir: Path) -> None:
-    pytest.importorskip("gemb2.segment")
+    pytest.importorskip("gemb2.segment.split")
     docs = [
         Document(content="", meta={"file_path": "three_pages.pdf", "page_number": p})
         for p in (1, 2, 3)

@@ -28,8 +28,9 @@ from haystack_integrations.components.embedders.gemb2 import (
 from haystack_integrations.components.retrievers.chroma import ChromaEmbeddingRetriever
 from haystack_integrations.document_stores.chroma import ChromaDocumentStore
 
-from gemb2 import Embedder, EmbedSettings, Media, MediaReadError, samples
-from gemb2.emulator import Emulator
+from gemb2 import Embedder, EmbedSettings, Media, MediaReadError
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 DIM = 256
 PAGES = [

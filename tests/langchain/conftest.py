@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 from langchain_gemb2 import GeminiEmbeddings
 
 DIMS = 768

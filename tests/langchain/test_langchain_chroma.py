@@ -11,7 +11,7 @@ import chromadb
 import pytest
 from langchain_chroma import Chroma
 
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 from langchain_gemb2 import GeminiEmbeddings
 
 DIMS = 768

@@ -14,7 +14,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import ValidationError
 
 from gemb2 import InputError, LimitExceededError, MediaReadError, UnsupportedMediaError
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 from langchain_gemb2 import GeminiEmbeddings
 
 DIMS = 768  # the dimension of the `embeddings` fixture
@@ -184,7 +184,7 @@ def test_embed_image_errors_name_the_item(embeddings: GeminiEmbeddings, media_di
 def test_media_over_the_limits_is_refused_before_any_call(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    from gemb2 import samples
+    from gemb2.testing import samples
 
     pdf = samples.make_pdf(tmp_path / "eight.pdf", [f"page {i}" for i in range(8)])
     emb = GeminiEmbeddings(base_url=emulator.base_url, dimensions=DIMS)

@@ -12,8 +12,9 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from gemb2 import InputError, Limits, MediaReadError, UnsupportedMediaError, samples
-from gemb2.emulator import Emulator
+from gemb2 import InputError, Limits, MediaReadError, UnsupportedMediaError
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 from langchain_gemb2 import GeminiEmbeddings, MixedMediaLoader, add_media_documents
 
 DIMS = 768
@@ -136,7 +137,7 @@ def test_changed_or_missing_file_is_refused(folder: Path, emb: GeminiEmbeddings)
     with pytest.raises(MediaReadError, match="item 0.*eight.pdf.*no such file"):
         emb.embed_media_documents(docs)
     # pieces cut again for other limits do not silently map onto these
-    from gemb2.pieces import PIECES
+    from gemb2.ingest.pieces import PIECES
 
     PIECES.clear()  # as in a new process: nothing remembered, the file is cut again
     wide = GeminiEmbeddings(dimensions=DIMS, limits=Limits(max_audio_seconds=80.0))

@@ -9,7 +9,7 @@ import pytest
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 from langchain_gemb2 import GeminiEmbeddings
 
 

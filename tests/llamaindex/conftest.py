@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from li_helpers import BOOK_PAGES, DIMS, NOTES, VIDEO_DESCRIPTION
 
-from gemb2 import samples
-from gemb2.emulator import Emulator
-from gemb2.pieces import PIECES
+from gemb2.ingest.pieces import PIECES
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 from llamaindex_gemb2 import GeminiMultiModalEmbedding
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 DIMS = 256
 BOOK_PAGES = [f"page {i}: notes on topic number {i}" for i in range(1, 15)]

@@ -28,8 +28,9 @@ from llama_index.core.storage.docstore import SimpleDocumentStore
 from llama_index.core.vector_stores import SimpleVectorStore
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from gemb2 import Embedder, InputError, samples
-from gemb2.emulator import Emulator
+from gemb2 import Embedder, InputError
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMultiModalEmbedding, label_media
 
 # without llama-index-readers-file SimpleDirectoryReader has no reader for images and

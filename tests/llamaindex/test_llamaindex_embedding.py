@@ -32,11 +32,11 @@ from gemb2 import (
     MediaReadError,
     RetryExhaustedError,
     VectorCache,
-    samples,
 )
-from gemb2.emulator import Emulator
-from gemb2.pieces import PIECES
-from gemb2.probe import av_info, pdf_page_count
+from gemb2.ingest.pieces import PIECES
+from gemb2.inputs.probe import av_info, pdf_page_count
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader, GeminiMultiModalEmbedding
 
 SECRET = "AIzaSy-LLAMA-SECRET-0042"

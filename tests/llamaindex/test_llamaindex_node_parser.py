@@ -21,10 +21,11 @@ from llama_index.core.schema import (
     TextNode,
 )
 
-from gemb2 import InputError, Limits, UnsupportedMediaError, samples
-from gemb2.pieces import PIECES
-from gemb2.probe import av_info
-from gemb2.tokens import estimate_tokens
+from gemb2 import InputError, Limits, UnsupportedMediaError
+from gemb2.ingest.pieces import PIECES
+from gemb2.inputs.probe import av_info
+from gemb2.inputs.tokens import estimate_tokens
+from gemb2.testing import samples
 from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMediaReader, label_media
 
 LONG_TEXT = "\n\n".join(

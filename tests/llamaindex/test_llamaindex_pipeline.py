@@ -18,9 +18,10 @@ from llama_index.core.ingestion import IngestionCache, IngestionPipeline
 from llama_index.core.schema import Document, ImageNode, MetadataMode, QueryBundle
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from gemb2 import Embedder, InputError, samples
-from gemb2.emulator import Emulator
-from gemb2.probe import av_info, pdf_page_count
+from gemb2 import Embedder, InputError
+from gemb2.inputs.probe import av_info, pdf_page_count
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 from llamaindex_gemb2 import (
     GeminiMediaNodeParser,
     GeminiMediaReader,

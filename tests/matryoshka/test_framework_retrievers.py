@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gemb2 import Embedder
-from gemb2.emulator import Emulator
-from gemb2.matryoshka import FullVectorStore, MatryoshkaIndex
+from gemb2.stores.matryoshka import FullVectorStore, MatryoshkaIndex
+from gemb2.testing.emulator import Emulator
 
 TEXTS = {
     "volcano": "volcanoes erupt molten lava and ash",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from rel_helpers import SLOW_SECONDS
 
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 
 @pytest.fixture

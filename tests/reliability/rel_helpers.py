@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from gemb2 import samples
-from gemb2.cli import main
-from gemb2.emulator import Emulator
+from gemb2.cli.main import main
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 DIMS = 128
 FAULT_KINDS = ("429", "500", "503", "slow", "drop")

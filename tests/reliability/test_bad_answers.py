@@ -23,8 +23,8 @@ from gemb2 import (
     RetryExhaustedError,
     VectorCache,
 )
-from gemb2.emulator import Emulator
-from gemb2.transport import SDK_VERSION, VERTEX_BATCH_SDK
+from gemb2.testing.emulator import Emulator
+from gemb2.transport.genai import SDK_VERSION, VERTEX_BATCH_SDK
 
 BAD_ANSWERS = ("truncated", "nan", "wrong_count", "wrong_dim")
 # what each bad answer's error says, after "bad answer for items 0..2: "
@@ -155,7 +155,7 @@ async def test_the_async_path_retries_bad_answers_and_gives_up_the_same_way(
 def test_the_failing_batch_is_named_and_the_answered_ones_kept(emulator: Emulator) -> None:
     """Batches of 5 sent one after another; the first is answered well, the second
     short: the error names the second batch's items, and the first batch has landed."""
-    from gemb2.emulator.faults import FaultDrawer
+    from gemb2.testing.emulator.faults import FaultDrawer
 
     def pattern(seed: int) -> list[bool]:
         drawer = FaultDrawer(seed)

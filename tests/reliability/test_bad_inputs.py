@@ -21,18 +21,19 @@ import pytest
 from PIL import Image
 from rel_helpers import DIMS, dump, persistent, reported_usage, run_cli
 
-from gemb2 import Embedder, Item, Media, samples
-from gemb2.emulator import Emulator
+from gemb2 import Embedder, Item, Media
 from gemb2.errors import (
     InputError,
     LimitExceededError,
     MediaReadError,
     UnsupportedMediaError,
 )
-from gemb2.models import Limits
-from gemb2.probe import av_info, pdf_page_count
-from gemb2.tasks import PREFIX_TOKENS
-from gemb2.tokens import estimate_tokens
+from gemb2.inputs.probe import av_info, pdf_page_count
+from gemb2.inputs.tokens import estimate_tokens
+from gemb2.model.catalog import Limits
+from gemb2.model.tasks import PREFIX_TOKENS
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 LONG_NAME = "n" * 10_000 + ".png"
 
@@ -421,7 +422,7 @@ def test_cli_skips_what_it_cannot_use_splits_what_is_too_long_and_stays_consiste
 
 def test_split_pieces_fit_the_model(hostile: Path) -> None:
     """What the CLI stored for the oversized files really fits: checked on the pieces."""
-    from gemb2.loading import load_file
+    from gemb2.ingest.loading import load_file
 
     pdf = load_file(hostile / H / "ten_pages.pdf")
     assert [pdf_page_count(it.media[0].data or b"") for it in pdf] == [6, 4]
@@ -432,7 +433,7 @@ def test_split_pieces_fit_the_model(hostile: Path) -> None:
 def test_a_chroma_add_with_a_broken_file_writes_nothing(
     hostile: Path, emulator: Emulator, tmp_path: Path
 ) -> None:
-    from gemb2.chroma import GeminiEmbeddingFunction, open_collection
+    from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
 
     ef = GeminiEmbeddingFunction(base_url=emulator.base_url, dimensions=DIMS)
     collection = open_collection(persistent(tmp_path / "db"), "media", ef)

@@ -17,12 +17,12 @@ import numpy as np
 from rel_helpers import DIMS, dump, forget_clients, make_corpus, persistent, reported_usage
 
 from gemb2 import Embedder
-from gemb2.emulator import Emulator
-from gemb2.loading import load_file
+from gemb2.ingest.loading import load_file
+from gemb2.testing.emulator import Emulator
 
 
 def _cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "gemb2.cli", *argv]
+    return [sys.executable, "-m", "gemb2.cli.main", *argv]
 
 
 def _env() -> dict[str, str]:

@@ -31,7 +31,7 @@ from rel_helpers import (
 )
 
 from gemb2 import Embedder, EmbedSettings
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 
 def _pieces(records: dict[str, tuple[list[float], dict[str, Any]]]) -> Counter[tuple[str, int]]:
@@ -260,7 +260,7 @@ def _haystack(
 def _chroma_ef(
     emu: Emulator, tmp_path: Path, run: str, chroma_server: str
 ) -> tuple[dict[str, list[float]], int]:
-    from gemb2.chroma import GeminiEmbeddingFunction, open_collection
+    from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
 
     texts, media = _texts_and_media(tmp_path)
     s = _settings(emu)

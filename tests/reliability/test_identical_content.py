@@ -16,10 +16,11 @@ import pytest
 from chromadb.config import Settings
 from rel_helpers import DIMS, dump
 
-from gemb2 import Embedder, Media, samples
-from gemb2.chroma import GeminiEmbeddingFunction, open_collection
-from gemb2.emulator import Emulator
-from gemb2.indexer import index_paths
+from gemb2 import Embedder, Media
+from gemb2.ingest.indexer import index_paths
+from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 
 @pytest.fixture
@@ -121,8 +122,8 @@ def test_names_differing_only_by_an_undecodable_byte_or_its_escape_are_kept_apar
 
     report = index_paths([folder], col, embedder)
     assert report.files_indexed == 2 and not report.skipped
-    from gemb2.loading import load_file, source_name, source_path
-    from gemb2.pieces import PIECES, load_piece
+    from gemb2.ingest.loading import load_file, source_name, source_path
+    from gemb2.ingest.pieces import PIECES, load_piece
 
     metas = sorted((m for _, m in dump(col).values()), key=lambda m: m.get("source_escaped", 0))
     # both record the same text; only source_escaped tells them apart

@@ -15,7 +15,7 @@ import pytest
 from rel_helpers import DIMS
 
 from gemb2 import Embedder
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 CALLS = 500
 MAX_CONCURRENCY = 4

@@ -3,7 +3,7 @@
 A WAV whose header claims 1 s over 200 s of samples (a recorder that never rewrote its
 header) was sent as one "1-second" piece of 3.2 MB; FFmpeg, and so probably the service,
 reads only what the header declares. The same for an MP4 or MP3 whose container duration
-lies. Every file here is real: written by ``gemb2.samples`` and then patched.
+lies. Every file here is real: written by ``gemb2.testing.samples`` and then patched.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 from rel_helpers import DIMS, dump, persistent, run_cli
 
-from gemb2 import Embedder, samples
-from gemb2.emulator import Emulator
+from gemb2 import Embedder
 from gemb2.errors import LimitExceededError, MediaReadError
-from gemb2.loading import load_file
-from gemb2.models import Limits
-from gemb2.probe import av_info
+from gemb2.ingest.loading import load_file
+from gemb2.inputs.probe import av_info
+from gemb2.model.catalog import Limits
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 AUDIO_LIMIT = Limits().max_audio_seconds  # 80 s
 RATE = 8000  # 200 s of 16-bit mono: 3.2 MB, the issue's file
@@ -147,7 +148,7 @@ def test_a_lying_wav_as_one_item_is_refused_before_any_request(
     message = str(lies.value)
     assert message.startswith(f"item 0 ({short})"), message
     assert "WAV header claims 1.0 s but the file holds 50.0 s of samples" in message
-    assert "gemb2.loading.load_file" in message  # the way out
+    assert "gemb2.ingest.loading.load_file" in message  # the way out
     assert emulator.stats.requests == 0
 
 

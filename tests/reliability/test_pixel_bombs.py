@@ -24,11 +24,12 @@ import pytest
 from PIL import Image
 from rel_helpers import DIMS, dump, persistent
 
-from gemb2 import Embedder, samples
-from gemb2.emulator import Emulator
+from gemb2 import Embedder
 from gemb2.errors import MediaReadError
-from gemb2.loading import load_file
-from gemb2.models import Limits
+from gemb2.ingest.loading import load_file
+from gemb2.model.catalog import Limits
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 MB = 1024 * 1024
 
@@ -44,7 +45,7 @@ from pathlib import Path
 import PIL.Image, PIL.JpegImagePlugin, PIL.PngImagePlugin
 from gemb2 import Embedder, Limits
 from gemb2.errors import InputError
-from gemb2.loading import load_file
+from gemb2.ingest.loading import load_file
 
 path, base_url, budget = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 limits = Limits(max_image_pixels=budget)
@@ -179,7 +180,7 @@ def test_gemb2_index_skips_the_bomb_with_one_line_and_no_library_warning(
     (folder / "bomb.png").write_bytes(bomb.read_bytes())
     samples.make_png(folder / "holiday.png", "a beach at sunset", size=(64, 64))
     db = tmp_path / "db"
-    argv = [sys.executable, "-m", "gemb2.cli", "index", str(folder), "--db", str(db)]
+    argv = [sys.executable, "-m", "gemb2.cli.main", "index", str(folder), "--db", str(db)]
     argv += ["--base-url", emulator.base_url, "--dimensions", str(DIMS), "-q"]
     env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
     run = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)

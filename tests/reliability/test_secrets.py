@@ -21,7 +21,7 @@ import pytest
 from rel_helpers import DIMS, make_corpus, persistent
 
 from gemb2 import APIError, Embedder, EmbedSettings, RetryExhaustedError
-from gemb2.emulator import Emulator
+from gemb2.testing.emulator import Emulator
 
 SECRET = "AIzaSyRELIABILITY-do-not-leak-7f3a9c0d"
 FRAGMENT = "RELIABILITY-do-not-leak"  # a key cut short must not show either
@@ -184,7 +184,7 @@ def test_the_key_appears_in_no_repr_log_error_serialised_form_or_store(
         assert "GOOGLE_API_KEY" in forms.texts["Haystack to_dict"]  # the name, not the value
 
     # -- Chroma: embedded and server ---------------------------------------------------------
-    from gemb2.chroma import GeminiEmbeddingFunction, open_collection
+    from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
 
     env_name = {} if key else {"api_key_env_var": "GOOGLE_API_KEY"}
     ef = GeminiEmbeddingFunction(base_url=url, dimensions=DIMS, **env_name, **key)
@@ -224,7 +224,7 @@ def test_the_cli_never_prints_or_stores_the_key(emulator: Emulator, tmp_path: Pa
 
     def cli(label: str, *argv: str, ok: bool = True) -> None:
         run = subprocess.run(
-            [sys.executable, "-m", "gemb2.cli", "-v", *argv],
+            [sys.executable, "-m", "gemb2.cli.main", "-v", *argv],
             capture_output=True,
             text=True,
             env=env,
@@ -380,7 +380,7 @@ def test_the_cli_prints_no_echoed_key(emulator: Emulator) -> None:
 
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "gemb2.cli", *argv],
+            [sys.executable, "-m", "gemb2.cli.main", *argv],
             capture_output=True,
             text=True,
             env=env,

@@ -24,9 +24,9 @@ from chromadb.config import Settings
 from rel_helpers import DIMS, make_corpus
 
 from gemb2 import Embedder
-from gemb2.chroma import GeminiEmbeddingFunction, open_collection
-from gemb2.emulator import Emulator
-from gemb2.indexer import IndexReport, index_paths
+from gemb2.ingest.indexer import IndexReport, index_paths
+from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
+from gemb2.testing.emulator import Emulator
 
 FAKE_KEY = "AIzaSyD-gemb2-test-key-0123456789abcdef"
 
@@ -112,7 +112,7 @@ def test_cli_when_the_chroma_server_dies_prints_one_line_with_the_stored_count_a
     argv = [
         sys.executable,
         "-m",
-        "gemb2.cli",
+        "gemb2.cli.main",
         "index",
         str(folder),
         "--chroma-url",
@@ -264,7 +264,7 @@ def test_a_refused_write_is_a_store_error_too(emulator: Emulator, tmp_path: Path
 
 
 def test_the_store_error_line_carries_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gemb2.indexer import _brief, _secrets
+    from gemb2.ingest.indexer import _brief, _secrets
 
     key = FAKE_KEY
     monkeypatch.setenv("CHROMA_CLIENT_AUTH_CREDENTIALS", "chroma-token-42")

@@ -18,9 +18,9 @@ from gemb2 import (
     normalize,
     truncate,
 )
-from gemb2.ratelimit import RateLimiter
-from gemb2.retry import backoff, parse_retry_delay
-from gemb2.tasks import condition
+from gemb2.engine.ratelimit import RateLimiter
+from gemb2.engine.retry import backoff, parse_retry_delay
+from gemb2.model.tasks import condition
 
 
 def test_mime_is_sniffed_from_content(media_dir: Path, tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_rate_limiter_burst_then_paced_within_the_minute() -> None:
 
 
 def test_heic_is_left_to_the_service() -> None:
-    from gemb2.limits import check_item
+    from gemb2.model.limits import check_item
 
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
     item = Item.of(Media.from_bytes(heic, name="photo.heic"))
@@ -141,7 +141,7 @@ def test_word_count_of_ascii_text_equals_the_regex_count() -> None:
     import random
     import re
 
-    from gemb2.tokens import estimate_tokens, word_count
+    from gemb2.inputs.tokens import estimate_tokens, word_count
 
     regex = re.compile(r"\w+|[^\w\s]")
     rng = random.Random(5)

@@ -5,7 +5,7 @@ refused by ``check_item`` before any request, and the loader (which every wrappe
 CLI use) splits the file into pieces under it. The 80 s limit of a video whose audio
 track is used applies only with ``use_video_audio=True`` and only to a video that has an
 audio track; otherwise a video gets the 120 s limit. The limits are the model's
-(``models.Limits``), the media real files from ``gemb2.samples``.
+(``models.Limits``), the media real files from ``gemb2.testing.samples``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from gemb2 import Embedder, Item, samples
-from gemb2.emulator import Emulator
+from gemb2 import Embedder, Item
 from gemb2.errors import LimitExceededError
-from gemb2.loading import load_file
-from gemb2.models import get_model
-from gemb2.probe import av_info
+from gemb2.ingest.loading import load_file
+from gemb2.inputs.probe import av_info
+from gemb2.model.catalog import get_model
+from gemb2.testing import samples
+from gemb2.testing.emulator import Emulator
 
 DIMS = 128
 LIMITS = get_model("gemini-embedding-2").limits

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
-from gemb2 import samples
-from gemb2.probe import av_info, sniff_mime
+from gemb2.inputs.probe import av_info, sniff_mime
+from gemb2.testing import samples
 
 
 def _words(text: str) -> str:

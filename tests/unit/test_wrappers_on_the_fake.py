@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gemb2 import Embedder, samples
-from gemb2.testing import FakeTransport
+from gemb2 import Embedder
+from gemb2.testing import FakeTransport, samples
 
 DIMS = 256
 
@@ -107,7 +107,7 @@ def test_haystack_indexing_pipeline(embedder: Embedder, fake: FakeTransport) -> 
 def test_chroma_collection(embedder: Embedder, fake: FakeTransport, tmp_path: Path) -> None:
     import chromadb
 
-    from gemb2.chroma import GeminiEmbeddingFunction
+    from gemb2.stores.chroma import GeminiEmbeddingFunction
 
     client = chromadb.EphemeralClient()
     ef = GeminiEmbeddingFunction(embedder=embedder)

@@ -7,6 +7,6 @@ dropped connections, bad answers) can be injected. Pass it as
 ``embedder=``. Its vectors are deterministic stand-ins, not Gemini's.
 """
 
-from .fake import FakeTransport
+from gemb2.testing.fake import FakeTransport
 
 __all__ = ["FakeTransport"]

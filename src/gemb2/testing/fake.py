@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 from google.genai import errors as genai_errors
 
-from ..emulator.api_errors import ApiError, Drop
-from ..emulator.config import EmulatorConfig
-from ..emulator.server import EmulatorApp
-from ..emulator.stats import EmulatorStats
-from ..transport import Answer, EmbedCall
+from gemb2.testing.emulator.api_errors import ApiError, Drop
+from gemb2.testing.emulator.config import EmulatorConfig
+from gemb2.testing.emulator.server import EmulatorApp
+from gemb2.testing.emulator.stats import EmulatorStats
+from gemb2.transport.base import Answer, EmbedCall
 
 
 class FakeTransport:

@@ -1,7 +1,0 @@
-"""``python -m gemb2.emulator``."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())

@@ -1,0 +1,8 @@
+"""The Embedder: items in, vectors out, in input order, one vector per item.
+
+Owns: settings (every setting's default, bounds, environment variable and doc live in
+``settings.EmbedSettings``), planning calls (at most the transport's batch size and
+the byte budgets), concurrency, rate limiting, retries, the vector cache, decoding and
+checking answers, normalisation, usage and cost. Talks to the network only through a
+``gemb2.transport.Transport``; knows nothing of Chroma, files on disk or frameworks.
+"""

@@ -1,0 +1,131 @@
+"""One validated settings object shared by the core, every wrapper and the CLI."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from gemb2.errors import ConfigError
+from gemb2.model.catalog import DEFAULT_MODEL, Limits, ModelSpec, canonical_model, get_model
+from gemb2.model.tasks import Task
+
+API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+# options the SDK sends on Vertex AI only (it raises ValueError for them on the Developer API)
+VERTEX_ONLY = ("auto_truncate", "document_ocr", "audio_track_extraction")
+
+
+class EmbedSettings(BaseModel):
+    """Everything that shapes a request. Secrets are ``SecretStr`` and never printed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    model: str = DEFAULT_MODEL
+    dimensions: int | None = Field(
+        None, description="output_dimensionality; model default if unset"
+    )
+    task: Task = "retrieval"
+    normalize: bool = True
+    batch_size: int = Field(100, ge=1, le=100, description="items per batch call")
+    max_concurrency: int = Field(4, ge=1, le=256, description="batch calls in flight")
+    max_call_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1,
+        description="inline media bytes packed into one call (one item over it goes alone)",
+    )
+    max_inflight_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1,
+        description="inline bytes in flight across concurrent calls (a call waits for room)",
+    )
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    max_retries: int = Field(6, ge=0, description="retries after the first attempt")
+    backoff_initial: float = Field(1.0, ge=0)
+    backoff_max: float = Field(60.0, ge=0)
+    timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
+    use_video_audio: bool = Field(False, description="apply the shorter limit to videos with audio")
+    limits: Limits | None = Field(None, description="override the model's limits")
+    auto_truncate: bool | None = Field(
+        None, description="Vertex AI only: the service cuts text over the token limit"
+    )
+    document_ocr: bool | None = Field(
+        None, description="Vertex AI only: read the text of scanned PDF pages (OCR)"
+    )
+    audio_track_extraction: bool | None = Field(
+        None,
+        description="Vertex AI only: embed a video's audio track too (the shorter video "
+        "limit then applies, as with use_video_audio)",
+    )
+
+    api_key: SecretStr | None = None
+    api_key_env: str | None = Field(None, description="name of the env var the key came from")
+    vertexai: bool = False
+    project: str | None = None
+    location: str | None = None
+    base_url: str | None = None
+    api_version: str | None = None
+    credentials: Any = Field(
+        None, exclude=True, repr=False, description="google.auth credentials for Vertex AI"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        """The preview id becomes the GA id (warned once); audio track extraction counts
+        the audio, so the shorter video limit applies."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if isinstance(data.get("model"), str):
+                data["model"] = canonical_model(data["model"])
+            if data.get("audio_track_extraction"):
+                data["use_video_audio"] = True
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbedSettings:
+        spec = get_model(self.model)
+        spec.check_dimensions(self.dimensions)
+        vertex_only = [n for n in VERTEX_ONLY if getattr(self, n) is not None]
+        if vertex_only and not self.vertexai:
+            raise ConfigError(
+                f"{', '.join(vertex_only)} {'is' if len(vertex_only) == 1 else 'are'} "
+                "Vertex AI only (the Gemini Developer API refuses them): pass vertexai=True "
+                "with project and location, or leave them unset"
+            )
+        return self
+
+    @property
+    def spec(self) -> ModelSpec:
+        return get_model(self.model)
+
+    @property
+    def resolved_dimensions(self) -> int:
+        return self.spec.check_dimensions(self.dimensions)
+
+    @property
+    def resolved_limits(self) -> Limits:
+        return self.limits or self.spec.limits
+
+    def resolve_api_key(self) -> tuple[str | None, str | None]:
+        """(key, env var name): explicit key first, then GOOGLE_API_KEY, GEMINI_API_KEY."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value(), self.api_key_env
+        names = (self.api_key_env,) if self.api_key_env else API_KEY_ENV_VARS
+        for name in names:
+            value = os.environ.get(name)
+            if value:
+                return value, name
+        return None, None
+
+    def with_(self, **changes: Any) -> EmbedSettings:
+        """A copy with changes, validated again."""
+        data = self.model_dump()
+        data.update(changes)
+        data["api_key"] = changes.get("api_key", self.api_key)
+        data["credentials"] = changes.get("credentials", self.credentials)
+        try:
+            return EmbedSettings(**data)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc

@@ -1,0 +1,7 @@
+"""Where vectors are kept and searched: Chroma and the Matryoshka index.
+
+``chroma`` is the ChromaDB embedding function (registered with Chroma so a fresh
+process rebuilds it from the collection's config, without the key); ``matryoshka``
+searches short prefixes of the vectors and re-ranks with the full ones. Built on the
+engine; knows nothing of the CLI or frameworks.
+"""
