@@ -17,10 +17,10 @@ from urllib.parse import urlparse
 from haystack import Document
 from haystack.dataclasses import ByteStream, FileContent, ImageContent
 
+import gemb2.segment as segment
 from gemb2 import InputError, Item, Media, MediaReadError, UnsupportedMediaError
 from gemb2.inputs.media import mime_from_suffix
 from gemb2.inputs.probe import canonical_mime, modality_of
-from gemb2.segment import split as segment
 
 log = logging.getLogger("haystack_gemb2")
 

@@ -39,7 +39,7 @@ from gemb2.inputs.media import mime_from_suffix
 from gemb2.inputs.probe import modality_of
 from gemb2.inputs.tokens import estimate_tokens
 from gemb2.model.tasks import PREFIX_TOKENS
-from gemb2.segment.split import split_text
+from gemb2.segment.text import split_text
 
 from ._media import (
     LLM_HIDDEN_KEYS,

@@ -245,7 +245,7 @@ def test_embed_media_false_embeds_text_only(emulator: Emulator, media_dir: Path)
 
 
 def test_pdf_page_number_embeds_that_page(emulator: Emulator, media_dir: Path) -> None:
-    pytest.importorskip("gemb2.segment.split")
+    pytest.importorskip("gemb2.segment.pdf")
     docs = [
         Document(content="", meta={"file_path": "three_pages.pdf", "page_number": p})
         for p in (1, 2, 3)

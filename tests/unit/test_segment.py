@@ -20,7 +20,7 @@ from gemb2.errors import InputError, LimitExceededError, MediaReadError, Unsuppo
 from gemb2.inputs.probe import av_info
 from gemb2.inputs.tokens import estimate_tokens
 from gemb2.model.catalog import Limits
-from gemb2.segment.split import (
+from gemb2.segment import (
     Segment,
     segment_file,
     shrink_image,

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import gemb2.segment as segment
 from gemb2.errors import InputError, MediaReadError
 from gemb2.inputs import probe
 from gemb2.inputs.media import Item, Media
 from gemb2.model.catalog import Limits, get_model
-from gemb2.segment import split as segment
 
 log = logging.getLogger("gemb2")
 
