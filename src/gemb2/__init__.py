@@ -1,6 +1,8 @@
 """gemb2: Google's Gemini Embedding 2 as a first-class multimodal embedding model."""
 
-from gemb2.batch.jobs import BatchEmbedder, BatchResult, JobStore
+from gemb2.batch.embedder import BatchEmbedder
+from gemb2.batch.records import BatchResult
+from gemb2.batch.store import JobStore
 from gemb2.engine.cache import VectorCache
 from gemb2.engine.embedder import Embedder, embed
 from gemb2.engine.settings import EmbedSettings

@@ -9,7 +9,8 @@ import pytest
 from batch_helpers import DIMS
 
 from gemb2 import Embedder
-from gemb2.batch.jobs import BatchEmbedder, JobStore
+from gemb2.batch.embedder import BatchEmbedder
+from gemb2.batch.store import JobStore
 from gemb2.testing.emulator import Emulator
 
 

@@ -1,4 +1,4 @@
-"""gemb2.batch.jobs against the emulator over real HTTP: submit, poll, collect, failures, media."""
+"""gemb2.batch against the emulator over real HTTP: submit, poll, collect, failures, media."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ import pytest
 from batch_helpers import DIMS, texts
 
 from gemb2 import ConfigError, Embedder, InputError, Item, VectorCache
-from gemb2.batch.jobs import (
-    BatchEmbedder,
-    CostEstimate,
-    JobFailedError,
-    JobPendingError,
-    JobStore,
-)
+from gemb2.batch.embedder import BatchEmbedder
+from gemb2.batch.records import CostEstimate, JobFailedError, JobPendingError
+from gemb2.batch.store import JobStore
 from gemb2.model.catalog import BATCH_DISCOUNT, PRICE_PER_MILLION_TOKENS
 from gemb2.testing.emulator import Emulator
 

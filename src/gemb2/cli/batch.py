@@ -2,7 +2,7 @@
 
 Submitting plans files exactly as ``gemb2 index`` does (the same walk, split, record
 ids and metadata, by running the indexer itself with a planner in the embedder's
-place), then hands the pieces to ``gemb2.batch.jobs``. Collecting stores the vectors with
+place), then hands the pieces to ``gemb2.batch``. Collecting stores the vectors with
 the ids, metadata, documents and uris online indexing would have written.
 """
 
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from gemb2.batch.jobs import BatchEmbedder, JobRecord, JobStore
+    from gemb2.batch.embedder import BatchEmbedder
+    from gemb2.batch.records import JobRecord
+    from gemb2.batch.store import JobStore
     from gemb2.engine.embedder import Embedder, OnBatch
     from gemb2.inputs.media import Item
 
@@ -221,7 +223,8 @@ def _copies(payload: Any) -> list[dict[str, Any]]:
 
 def submit_index(args: argparse.Namespace, session: Any) -> int:
     """Plan the files as ``gemb2 index`` would and submit the pieces to Batch Mode."""
-    from gemb2.batch.jobs import BatchEmbedder, JobStore
+    from gemb2.batch.embedder import BatchEmbedder
+    from gemb2.batch.store import JobStore
     from gemb2.cli.store import _client, _collection
     from gemb2.engine.cache import VectorCache
     from gemb2.errors import InputError
@@ -317,7 +320,7 @@ def submit_index(args: argparse.Namespace, session: Any) -> int:
 
 def cmd_jobs(args: argparse.Namespace, session: Any) -> int:
     """List the jobs with their states, or collect one."""
-    from gemb2.batch.jobs import JobStore
+    from gemb2.batch.store import JobStore
 
     path = Path(args.db) / STORE_FILE
     if not path.is_file():
@@ -337,7 +340,8 @@ def cmd_jobs(args: argparse.Namespace, session: Any) -> int:
 
 
 def _list(args: argparse.Namespace, session: Any, store: JobStore) -> int:
-    from gemb2.batch.jobs import BatchEmbedder, money
+    from gemb2.batch.embedder import BatchEmbedder
+    from gemb2.batch.records import money
     from gemb2.engine.embedder import Embedder
     from gemb2.errors import Gemb2Error
 
@@ -382,7 +386,8 @@ def _list(args: argparse.Namespace, session: Any, store: JobStore) -> int:
 
 
 def _collect(args: argparse.Namespace, session: Any, store: JobStore) -> int:
-    from gemb2.batch.jobs import BatchEmbedder, JobPendingError
+    from gemb2.batch.embedder import BatchEmbedder
+    from gemb2.batch.records import JobPendingError
     from gemb2.cli.store import _client, _collection
     from gemb2.engine.cache import VectorCache
 
@@ -422,7 +427,7 @@ def _collect_into(
     fallback: bool,
 ) -> int:
     """Store a finished job's vectors; report failed and fallen-back items. 1 if any failed."""
-    from gemb2.batch.jobs import money
+    from gemb2.batch.records import money
 
     t0 = time.monotonic()
     result = batch.collect(job.name, fallback_online=fallback)
