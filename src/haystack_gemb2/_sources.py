@@ -1,7 +1,8 @@
 """Haystack inputs to gemb2 Items: Documents (text, ``blob`` or ``meta["file_path"]``) and
 query sources (paths, URLs, ByteStream, ImageContent, FileContent).
 
-Glue only: reading, sniffing, limits and splitting are the core's; this module decides
+Glue only: reading, sniffing, limits, splitting and cutting a named PDF page are the
+core's (``gemb2.inputs.detect``, ``gemb2.ingest.pieces.pdf_page``); this module decides
 which part of a Document is media and keeps file paths inside ``root_path``.
 """
 
@@ -17,14 +18,14 @@ from urllib.parse import urlparse
 from haystack import Document
 from haystack.dataclasses import ByteStream, FileContent, ImageContent
 
-import gemb2.segment as segment
 from gemb2 import InputError, Item, Media, MediaReadError, UnsupportedMediaError
-from gemb2.inputs.media import mime_from_suffix
-from gemb2.inputs.probe import canonical_mime, modality_of
+from gemb2.ingest.pieces import PdfPages, pdf_page
+from gemb2.inputs.detect import media_type
 
 log = logging.getLogger("haystack_gemb2")
 
 QuerySource = str | Path | ByteStream | ImageContent | FileContent
+__all__ = ["PdfPages", "QuerySource", "document_item", "source_media"]
 _REMOTE_SCHEMES = ("http", "https", "gs")
 
 
@@ -67,42 +68,7 @@ def _declared_media_type(doc: Document, path: str) -> str | None:
     """The media type a file path is declared as (``meta["mime_type"]`` first, then its suffix),
     when it is one the model accepts; None means the document is text."""
     declared = doc.meta.get("mime_type")
-    mime = canonical_mime(declared) if isinstance(declared, str) and declared else None
-    mime = mime or mime_from_suffix(path)
-    return mime if mime and modality_of(mime) else None
-
-
-def _page_number(doc: Document, source: str) -> int | None:
-    page = doc.meta.get("page_number")
-    if page is None:
-        return None
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise InputError(
-            f"meta['page_number'] must be an integer >= 1, got {page!r}", source=source
-        )
-    return page
-
-
-PdfPages = dict[str, list[bytes]]
-
-
-def _pdf_page(media: Media, page: int, cache: PdfPages, source: str) -> Media:
-    """One page of a PDF as its own PDF, cut by the core; each PDF is split once per run."""
-    if media.digest not in cache:
-        pieces = segment.split_pdf(media.data or b"", max_pages=1, name=media.name)
-        cache[media.digest] = [p.data or b"" for p in pieces]
-    pages = cache[media.digest]
-    if page > len(pages):
-        raise InputError(
-            f"meta['page_number'] is {page} but the PDF has {len(pages)} pages",
-            source=f"{source} ({media.name})",
-        )
-    return Media.from_bytes(
-        pages[page - 1],
-        "application/pdf",
-        name=f"{media.name} (page {page})",
-        metadata={**media.metadata, "page_number": page},
-    )
+    return media_type(path, declared if isinstance(declared, str) else None)
 
 
 def has_content(doc: Document) -> bool:
@@ -159,10 +125,9 @@ def document_media(
                         " leave it False to embed the text only"
                     )
                 raise MediaReadError(reason, source=f"{source} ({path})") from exc
-    if media is not None and media.modality == "pdf":
-        page = _page_number(doc, source)
-        if page is not None:
-            media = _pdf_page(media, page, {} if pdf_cache is None else pdf_cache, source)
+    page = doc.meta.get("page_number")
+    if media is not None and media.modality == "pdf" and page is not None:
+        media = pdf_page(media, page, pages=pdf_cache, source=source, field="meta['page_number']")
     return media
 
 

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from langchain_core.document_loaders import BaseLoader
@@ -33,7 +32,7 @@ class MixedMediaLoader(BaseLoader):
     """Files and folders (walked recursively) to one ``Document`` per embeddable piece.
 
     Text pieces carry their text as ``page_content``; media pieces carry a label
-    (``"talk.mp3 (0.0-80.0 s)"``) and are embedded as media by
+    (``"[audio] talk.mp3 0.0-80.0 s"``, as the CLI stores it) and are embedded as media by
     ``GeminiEmbeddings.embed_media_documents`` or ``add_media_documents``.
     Metadata: ``source``, ``file_hash``, ``modality``, ``mime_type``, ``piece``,
     ``pieces`` and, for split files, ``page_start``/``page_end`` (1-based,
@@ -62,7 +61,9 @@ class MixedMediaLoader(BaseLoader):
 
     def lazy_load(self) -> Iterator[Document]:
         """One file at a time, so a large folder never sits in memory whole."""
-        from gemb2.ingest.loading import load_file, walk  # PDF/AV splitters load only when used
+        # PDF/AV splitters load only when used
+        from gemb2.ingest.loading import load_file, walk
+        from gemb2.ingest.pieces import describe
 
         for path in walk(self.paths):
             try:
@@ -74,17 +75,10 @@ class MixedMediaLoader(BaseLoader):
                 continue
             for item in items:
                 meta = dict(item.metadata)
-                content = item.text if item.is_text_only else _label(Path(path), meta)
-                yield Document(page_content=content, metadata=meta, id=document_id(meta))
+                yield Document(page_content=describe(item), metadata=meta, id=document_id(meta))
 
 
 def document_id(meta: dict[str, object]) -> str:
     """Stable per file content, path and piece: loading again overwrites, never duplicates."""
     key = f"{meta.get('source')}\0{meta.get('file_hash')}\0{meta.get('piece')}"
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def _label(path: Path, meta: dict[str, object]) -> str:
-    from gemb2.ingest.loading import piece_name
-
-    return f"[{meta.get('modality')}] {piece_name(path, dict(meta))}"

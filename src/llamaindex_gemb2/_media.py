@@ -9,21 +9,19 @@ Two LlamaIndex habits need media nodes to carry text: ``VectorStoreIndex`` drops
 node whose content is empty, and ``IngestionPipeline``'s cache keys each step on its
 input nodes' ``get_content(metadata_mode=ALL)``, which is ``""`` for a ``Document``
 or ``ImageDocument`` without text (its metadata is left out too). ``label_media``
-gives such nodes a label and a content hash; ``in_cached_run`` tells whether a step
-is running under that cache, where a node without them must be refused.
+gives such nodes a label and a content hash; ``_cache`` tells whether a step is
+running under that cache, where a node without them must be refused.
+
+Glue only: which file or type is media, the content hash and the piece metadata are
+the core's (``gemb2.inputs.detect``, ``gemb2.ingest.pieces``).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import inspect
-import sys
 from collections.abc import Mapping, Sequence
-from types import CodeType, FrameType
 from typing import Any
 
-from llama_index.core.ingestion import pipeline as _pipeline
 from llama_index.core.schema import (
     BaseNode,
     ImageNode,
@@ -34,14 +32,13 @@ from llama_index.core.schema import (
 )
 
 from gemb2 import DEFAULT_MODEL, InputError, Item, Limits, Media, get_model
-from gemb2.ingest.loading import label
-from gemb2.ingest.pieces import load_piece
-from gemb2.inputs.media import mime_from_suffix
-from gemb2.inputs.probe import modality_of
-
-MEDIA_MODALITIES = frozenset({"image", "audio", "video", "pdf"})
-LLM_HIDDEN_KEYS = ("file_hash", "mime_type", "piece", "pieces", "char_start", "char_end")
-_HEAD = 1024  # bytes of a file compared with a text that may be those bytes read as text
+from gemb2.ingest.pieces import is_piece, label, load_piece
+from gemb2.inputs.detect import (
+    MEDIA_MODALITIES,
+    content_hash,
+    is_file_read_as_text,
+    media_type,
+)
 
 
 def own_text(node: BaseNode) -> str:
@@ -61,16 +58,6 @@ def _from_resource(res: MediaResource, name: str) -> Media:
     if res.url is not None:
         return Media.from_url(str(res.url), res.mimetype)
     raise InputError("media resource holds no data, path or url", source=name)
-
-
-def is_piece(meta: Mapping[str, Any]) -> bool:
-    """Whether metadata is that of a piece GeminiMediaNodeParser made."""
-    return all(meta.get(k) is not None for k in ("source", "file_hash", "modality", "piece"))
-
-
-def is_media_file(path: str) -> bool:
-    mime = mime_from_suffix(path)
-    return mime is not None and modality_of(mime) in MEDIA_MODALITIES
 
 
 class Resolver:
@@ -120,12 +107,12 @@ class Resolver:
             if found:
                 return found
         file_path = meta.get("file_path")
-        if file_path and is_media_file(str(file_path)):
+        if file_path and media_type(str(file_path)):
             text = own_text(node)
             if (
                 not text.strip()
                 or text.strip() == label({"source": file_path, "modality": meta.get("modality")})
-                or is_reader_bytes(text, str(file_path))
+                or is_file_read_as_text(text, str(file_path))
             ):
                 return [Media.from_path(str(file_path))]  # a reader's media Document
         return []
@@ -153,25 +140,7 @@ def _is_file(node: BaseNode) -> bool:
     return True
 
 
-# -- text that is not the node's own words --------------------------------------------
-
-
-def is_reader_bytes(text: str, path: str) -> bool:
-    """Whether ``text`` is the file's bytes decoded as text: what SimpleDirectoryReader
-    stores for a type it has no reader for (images, audio, video without
-    llama-index-readers-file). Reads only the file's first KB."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_HEAD + 1)
-    except OSError:
-        return False
-    for errors in ("ignore", "replace"):
-        decoded = head[:_HEAD].decode("utf-8", errors)
-        # a multi-byte character cut at the end of the head may decode differently
-        probe = decoded[:-1] if len(head) > _HEAD else decoded
-        if len(probe) >= 4 and text.startswith(probe):
-            return True
-    return False
+# -- labels ----------------------------------------------------------------------------
 
 
 def labels_of(node: BaseNode, media: Sequence[Media]) -> set[str]:
@@ -190,7 +159,7 @@ def caption(node: BaseNode, media: Sequence[Media]) -> str:
     if not text.strip() or text.strip() in labels_of(node, media):
         return ""
     file_path = node.metadata.get("file_path")
-    if file_path and is_reader_bytes(text, str(file_path)):
+    if file_path and is_file_read_as_text(text, str(file_path)):
         return ""
     return text.strip()
 
@@ -224,66 +193,6 @@ def _name(node: BaseNode, media: Sequence[Media]) -> str:
 
 def _modality(media: Sequence[Media]) -> str:
     return media[0].modality if len(media) == 1 else "interleaved"
-
-
-def content_hash(media: Sequence[Media]) -> str:
-    """SHA-256 of what gets sent: the bytes, or the URI of media sent by reference."""
-    h = hashlib.sha256()
-    for m in media:
-        h.update(m.data if m.data is not None else str(m.uri or m.name).encode())
-    return h.hexdigest()
-
-
-# -- LlamaIndex's ingestion cache -----------------------------------------------------
-
-
-def keyed_on_content(node: BaseNode) -> bool:
-    """Whether IngestionPipeline's cache key for this media node depends on the media:
-    its ``get_content(metadata_mode=ALL)`` (what LlamaIndex hashes) holds the
-    node's ``file_hash``, or the media's own bytes read as text."""
-    content = node.get_content(metadata_mode=MetadataMode.ALL)
-    digest = node.metadata.get("file_hash")
-    if digest and str(digest) in content:
-        return True
-    file_path = node.metadata.get("file_path")
-    return bool(file_path) and is_reader_bytes(own_text(node), str(file_path))
-
-
-def _runner_codes() -> tuple[CodeType, ...]:
-    names = ("run_transformations", "arun_transformations")
-    funcs = [getattr(_pipeline, n, None) for n in names]
-    return tuple(inspect.unwrap(f).__code__ for f in funcs if f is not None)
-
-
-_RUNNERS = _runner_codes()
-
-
-def in_cached_run() -> bool:
-    """Whether LlamaIndex's ``run_transformations`` is running this step with a cache
-    (every ``IngestionPipeline`` has one unless ``disable_cache=True``; an index's
-    ``from_documents`` runs its transformations without). The cache key of a step is
-    fixed before the step is called and a hit never calls it, so a node whose key does
-    not depend on its media can only be refused here, on the first run."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code in _RUNNERS:
-            return frame.f_locals.get("cache", True) is not None
-        frame = frame.f_back
-    return False
-
-
-def cache_refusal(names: Sequence[str]) -> InputError:
-    """The error for media nodes IngestionPipeline's cache cannot tell apart."""
-    more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
-    return InputError(
-        f"media node{more} has nothing in its text or metadata that depends on its "
-        "content, and IngestionPipeline caches each step under its input nodes' "
-        "get_content(metadata_mode=ALL), so another image or file would later be "
-        "served this one's cached result. Call llamaindex_gemb2.label_media(documents) "
-        "before pipeline.run, load files with GeminiMediaReader (also as "
-        "SimpleDirectoryReader's file_extractor), or pass disable_cache=True",
-        source=names[0],
-    )
 
 
 def marked(node: BaseNode, media: Sequence[Media], *, in_place: bool = False) -> BaseNode:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -41,18 +42,12 @@ from gemb2 import (
     Usage,
     VectorCache,
 )
+from gemb2.ingest.pieces import label
+from gemb2.inputs.detect import media_type
 from gemb2.inputs.media import ItemLike
 
-from ._media import (
-    Resolver,
-    cache_refusal,
-    in_cached_run,
-    is_media_file,
-    keyed_on_content,
-    label,
-    marked,
-    node_name,
-)
+from ._cache import cache_refusal, in_cached_run, keyed_on_content
+from ._media import Resolver, marked, node_name
 
 dispatcher = get_dispatcher(__name__)
 
@@ -257,35 +252,40 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
         Under IngestionPipeline's cache, media nodes whose cache key cannot depend on
         their content are refused before any call (see ``label_media``)."""
         resolved = self._resolve(nodes, cached=in_cached_run())
-        inputs = [item for item, _ in resolved]
-        chunks, payload = [_chunk(n) for n in nodes], self.to_payload()
-        dispatcher.event(EmbeddingStartEvent(model_dict=payload))
-        with self.callback_manager.event(
-            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
-        ) as event:
-            vectors = self._embedder.embed(
-                inputs, role="document", progress=bool(kwargs.get("show_progress"))
-            )
-            event.on_end(payload={EventPayload.CHUNKS: chunks, EventPayload.EMBEDDINGS: vectors})
-        dispatcher.event(EmbeddingEndEvent(chunks=chunks, embeddings=vectors))
+        with self._embedding_event(nodes) as record:
+            vectors = record(self._embedder.embed(**_request(resolved, kwargs)))
         return _finish(nodes, resolved, vectors)
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Async twin of ``__call__``; files are read off the event loop."""
+        """Async twin of ``__call__`` (the same steps); files are read off the event loop."""
         cached = in_cached_run()  # before leaving the caller's frames for a thread
         resolved = await asyncio.to_thread(self._resolve, nodes, cached=cached)
-        inputs = [item for item, _ in resolved]
+        with self._embedding_event(nodes) as record:
+            vectors = record(await self._embedder.aembed(**_request(resolved, kwargs)))
+        return _finish(nodes, resolved, vectors)
+
+    @contextmanager
+    def _embedding_event(
+        self, nodes: Sequence[BaseNode]
+    ) -> Iterator[Callable[[list[Embedding]], list[Embedding]]]:
+        """LlamaIndex's embedding events (instrumentation and callback manager) around
+        one call; the caller hands the vectors to the function it yields."""
         chunks, payload = [_chunk(n) for n in nodes], self.to_payload()
         dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+        done: list[list[Embedding]] = []
         with self.callback_manager.event(
             CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
         ) as event:
-            vectors = await self._embedder.aembed(
-                inputs, role="document", progress=bool(kwargs.get("show_progress"))
-            )
-            event.on_end(payload={EventPayload.CHUNKS: chunks, EventPayload.EMBEDDINGS: vectors})
-        dispatcher.event(EmbeddingEndEvent(chunks=chunks, embeddings=vectors))
-        return _finish(nodes, resolved, vectors)
+
+            def record(vectors: list[Embedding]) -> list[Embedding]:
+                event.on_end(
+                    payload={EventPayload.CHUNKS: chunks, EventPayload.EMBEDDINGS: vectors}
+                )
+                done.append(vectors)
+                return vectors
+
+            yield record
+        dispatcher.event(EmbeddingEndEvent(chunks=chunks, embeddings=done[0]))
 
     def _resolve(
         self, nodes: Sequence[BaseNode], *, cached: bool
@@ -304,6 +304,17 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
         if unkeyed:
             raise cache_refusal(unkeyed)
         return out
+
+
+def _request(
+    resolved: list[tuple[Item | str, list[Media]]], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The Embedder's arguments (``embed`` and ``aembed`` take the same) for resolved nodes."""
+    return {
+        "inputs": [item for item, _ in resolved],
+        "role": "document",
+        "progress": bool(kwargs.get("show_progress")),
+    }
 
 
 def _finish(
@@ -349,7 +360,7 @@ def _check_text(text: str, item: int, source: str | None = None) -> None:
     if (
         files
         and all(_METADATA_LINE.match(line) for line in lines)
-        and any(is_media_file(f.strip()) for f in files)
+        and any(media_type(f.strip()) for f in files)
     ):
         raise InputError(
             "text is only the metadata of a media node with no text of its own (as "

@@ -1,8 +1,9 @@
 """A LlamaIndex node parser that cuts documents pointing at media files into nodes
 that fit Gemini Embedding 2's per-item limits.
 
-The splitting is the core's (``gemb2.ingest.loading.load_file``); this module turns its
-pieces into nodes: the media's source, modality and page or time range in metadata,
+The splitting, the piece metadata and the token budget for the metadata LlamaIndex
+puts in front of a chunk are the core's (``gemb2.ingest.loading.load_file``,
+``gemb2.ingest.pieces``); this module turns pieces into nodes: their metadata,
 SOURCE/PREVIOUS/NEXT relationships, and a short label as text, so LlamaIndex does
 not drop the node as empty and its ingestion cache cannot mistake one piece for another.
 Under that cache, a media document whose own cache key does not depend on its content
@@ -11,7 +12,6 @@ is refused (see ``label_media``).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,25 +34,21 @@ from llama_index.core.utils import get_tqdm_iterable
 
 from gemb2 import DEFAULT_MODEL, Item, Limits, Media, get_model
 from gemb2.ingest.loading import load_file, source_path
-from gemb2.ingest.pieces import PIECE_KEYS, remember
-from gemb2.inputs.media import mime_from_suffix
-from gemb2.inputs.probe import modality_of
-from gemb2.inputs.tokens import estimate_tokens
-from gemb2.model.tasks import PREFIX_TOKENS
-from gemb2.segment.text import split_text
-
-from ._media import (
-    LLM_HIDDEN_KEYS,
-    Resolver,
-    cache_refusal,
-    in_cached_run,
-    is_media_file,
+from gemb2.ingest.pieces import (
+    BOOKKEEPING_KEYS,
+    PIECE_KEYS,
     is_piece,
-    keyed_on_content,
     label,
-    node_name,
-    own_text,
+    media_meta,
+    remember,
+    text_limits,
+    text_pieces,
 )
+from gemb2.inputs.detect import media_type
+from gemb2.inputs.probe import modality_of
+
+from ._cache import cache_refusal, in_cached_run, keyed_on_content
+from ._media import Resolver, node_name, own_text
 
 
 class GeminiMediaNodeParser(NodeParser):
@@ -127,10 +123,8 @@ class GeminiMediaNodeParser(NodeParser):
         media = Resolver(self.resolved_limits).media(doc)
         if media:
             return [self._pass_through(doc, media)]
-        text = own_text(doc)
-        if not text.strip():
-            return []
-        return self._build(self._text_items(text, doc), doc)
+        source = str(doc.metadata.get("file_path") or doc.node_id)
+        return self._build(text_pieces(own_text(doc), self._limits_for(doc), source=source), doc)
 
     def _keyed(self, doc: BaseNode) -> bool:
         """Whether IngestionPipeline's cache key for this document (its text and, when
@@ -150,49 +144,15 @@ class GeminiMediaNodeParser(NodeParser):
     def _limits_for(self, doc: BaseNode) -> Limits:
         """The model's limits, with the text budget cut by the metadata LlamaIndex will
         put in front of each chunk's text when it is embedded."""
-        base = self.resolved_limits
-        overhead = PREFIX_TOKENS
-        if self.include_metadata:
-            overhead += estimate_tokens(doc.get_metadata_str(mode=MetadataMode.EMBED))
-        budget = min(self.chunk_tokens or base.max_tokens, base.max_tokens - overhead)
-        return base.model_copy(update={"max_tokens": max(budget, 1)})
-
-    def _text_items(self, text: str, doc: BaseNode) -> list[Item]:
-        max_tokens = self._limits_for(doc).max_tokens
-        source = str(doc.metadata.get("file_path") or doc.node_id)
-        base = {
-            "source": source,
-            "file_hash": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-            "modality": "text",
-            "mime_type": "text/plain",
-        }
-        if estimate_tokens(text) <= max_tokens:
-            pieces = [(text, 0, len(text))]
-        else:
-            pieces = [
-                (s.text or "", s.char_start or 0, s.char_end or 0)
-                for s in split_text(text, max_tokens=max_tokens, name=source)
-            ]
-        return [
-            Item(
-                parts=(chunk,),
-                metadata={
-                    **base,
-                    "piece": i,
-                    "pieces": len(pieces),
-                    "char_start": start,
-                    "char_end": end,
-                },
-            )
-            for i, (chunk, start, end) in enumerate(pieces)
-        ]
+        added = doc.get_metadata_str(mode=MetadataMode.EMBED) if self.include_metadata else ""
+        return text_limits(self.resolved_limits, added_text=added, chunk_tokens=self.chunk_tokens)
 
     def _common(self, i: int, doc: BaseNode, meta: dict[str, Any]) -> dict[str, Any]:
         return {
             "id_": self.id_func(i, doc),
             "metadata": meta,
             "excluded_embed_metadata_keys": _union(doc.excluded_embed_metadata_keys, PIECE_KEYS),
-            "excluded_llm_metadata_keys": _union(doc.excluded_llm_metadata_keys, LLM_HIDDEN_KEYS),
+            "excluded_llm_metadata_keys": _union(doc.excluded_llm_metadata_keys, BOOKKEEPING_KEYS),
             "metadata_separator": doc.metadata_separator,
             "metadata_template": doc.metadata_template,
             "text_template": getattr(doc, "text_template", DEFAULT_TEXT_NODE_TMPL),
@@ -202,7 +162,7 @@ class GeminiMediaNodeParser(NodeParser):
     def _build(self, items: list[Item], doc: BaseNode) -> list[BaseNode]:
         nodes: list[BaseNode] = []
         for i, item in enumerate(items):
-            meta = {k: v for k, v in item.metadata.items() if k != "index"}
+            meta = dict(item.metadata)
             common = self._common(i, doc, meta)
             if item.is_text_only:
                 nodes.append(
@@ -228,23 +188,14 @@ class GeminiMediaNodeParser(NodeParser):
 
     def _pass_through(self, doc: BaseNode, media: list[Media]) -> BaseNode:
         """Media held as bytes or a URL: one node, labelled and content-hashed."""
-        first = media[0]
-        digest = hashlib.sha256(first.data if first.data is not None else str(first.uri).encode())
-        meta = {
-            "source": first.uri or first.name,
-            "file_hash": digest.hexdigest(),
-            "modality": first.modality if len(media) == 1 else "interleaved",
-            "mime_type": first.mime_type,
-            "piece": 0,
-            "pieces": 1,
-        }
+        meta = media_meta(media)
         common = self._common(0, doc, meta)
         if isinstance(doc, (ImageNode, ImageDocument)):
             return ImageNode(
                 text=label(meta),
                 image=doc.image,
                 image_url=doc.image_url,
-                image_mimetype=doc.image_mimetype or first.mime_type,
+                image_mimetype=doc.image_mimetype or str(meta["mime_type"]),
                 **common,
             )
         if not isinstance(doc, Node):
@@ -260,7 +211,7 @@ class GeminiMediaNodeParser(NodeParser):
 
 def _file_labels(doc: BaseNode, path: str) -> set[str]:
     """The labels a gemb2 reader or ``label_media`` gives a document for ``path``."""
-    mime = mime_from_suffix(path)
+    mime = media_type(path)
     kinds = {doc.metadata.get("modality"), modality_of(mime) if mime else None}
     return {label(doc.metadata)} | {label({"source": path, "modality": k}) for k in kinds if k}
 
@@ -284,7 +235,7 @@ def _file_of(node: BaseNode) -> str | None:
     file_path = node.metadata.get("file_path")
     if not file_path:
         return None
-    if is_media_file(str(file_path)):
+    if media_type(str(file_path)):
         return str(file_path)
     if not own_text(node).strip() and Path(str(file_path)).is_file():
         return str(file_path)  # a text file nobody has read yet

@@ -21,9 +21,9 @@ from llama_index.core.schema import Document
 from gemb2 import Item
 from gemb2.errors import InputError
 from gemb2.ingest.loading import file_hash, walk
-from gemb2.inputs.probe import TEXT_SUFFIXES, modality_of, sniff_mime
-
-from ._media import label
+from gemb2.ingest.pieces import label
+from gemb2.inputs.detect import sniff_file
+from gemb2.inputs.probe import TEXT_SUFFIXES, modality_of
 
 log = logging.getLogger("gemb2.llamaindex")
 
@@ -63,9 +63,7 @@ class GeminiMediaReader(BaseReader):
         return list(self.lazy_load_data(file, extra_info, **kwargs))
 
     def _document(self, path: Path, extra: dict[str, Any]) -> Document | None:
-        with path.open("rb") as f:
-            head = f.read(8192)
-        mime = sniff_mime(head) if head else None
+        mime = sniff_file(path)
         modality = modality_of(mime) if mime else None
         meta = {**extra, "file_path": str(path), "file_name": path.name}
         if modality is None:

@@ -183,7 +183,7 @@ class _Planner:
 
 def record(item: Item) -> dict[str, Any]:
     """What a record holds besides its vector, as ``index_paths`` writes it."""
-    from gemb2.ingest.indexer import describe
+    from gemb2.ingest.pieces import describe
 
     return {
         "metadata": dict(item.metadata),

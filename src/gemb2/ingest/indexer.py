@@ -31,7 +31,8 @@ from gemb2.engine.embedder import Embedder
 from gemb2.engine.settings import API_KEY_ENV_VARS
 from gemb2.engine.usage import Usage
 from gemb2.errors import InputError, StoreError
-from gemb2.ingest.loading import file_hash, label, load_file, source_name, walk
+from gemb2.ingest.loading import file_hash, load_file, source_name, walk
+from gemb2.ingest.pieces import describe
 from gemb2.inputs.media import Item
 
 
@@ -79,11 +80,6 @@ def plan_file(path: Path, embedder: Embedder, digest: str) -> FilePlan:
         plan.items.append(Item(parts=item.parts, metadata=meta))
         plan.ids.append(record_id(path, digest, embedder.model, embedder.dimensions, meta["piece"]))
     return plan
-
-
-def describe(item: Item) -> str:
-    """Chroma stores a document string per record: the text, or a label for media."""
-    return item.text if item.is_text_only else label(item.metadata)
 
 
 def index_paths(

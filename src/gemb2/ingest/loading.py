@@ -180,7 +180,7 @@ def load_file(
     pieces = list(cut)
     items = []
     for seg in pieces:
-        meta = _piece_meta(p, seg, digest, len(pieces))
+        meta = piece_meta(p, seg, digest, len(pieces))
         if seg.text is not None:
             items.append(Item(parts=(seg.text,), metadata=meta))
         else:
@@ -190,9 +190,15 @@ def load_file(
     return items
 
 
-def _piece_meta(path: Path, seg: segment.Segment, digest: str, count: int) -> dict[str, Any]:
+def piece_meta(
+    path: str | os.PathLike[str], seg: segment.Segment, digest: str, count: int
+) -> dict[str, Any]:
+    """A piece's metadata (``gemb2.ingest.pieces.PIECE_KEYS``): where it came from, its
+    content hash, its type, its place among ``count`` pieces and its range."""
     meta: dict[str, Any] = {
-        k: v for k, v in seg.metadata().items() if v is not None and k not in ("source", "count")
+        k: v
+        for k, v in seg.metadata().items()
+        if v is not None and k not in ("source", "count", "index")  # index: as ``piece``
     }
     source, escaped = source_name(path)
     meta.update(
@@ -248,7 +254,7 @@ def _deferred_items(path: Path, cut: Any, digest: str) -> list[Item]:
     metas: list[dict[str, Any]] = []
     for seg in cut:
         # every splitter plans its pieces first, so the count is known as they come
-        meta = _piece_meta(path, seg, digest, seg.count if seg.count is not None else 1)
+        meta = piece_meta(path, seg, digest, seg.count if seg.count is not None else 1)
         metas.append(meta)
         if seg.text is not None:
             items.append(Item(parts=(seg.text,), metadata=meta))
@@ -290,15 +296,3 @@ def piece_name(path: Path, meta: dict[str, Any]) -> str:
     if "char_start" in meta:
         return f"{path} (chars {meta['char_start']}-{meta['char_end']})"
     return f"{path} (piece {meta.get('piece')})"
-
-
-def label(meta: Mapping[str, Any]) -> str:
-    """The text stored with a media piece (vector stores and LLMs see it, the embedding
-    does not): its modality, file and range, e.g. ``[pdf] report.pdf pages 7-12``."""
-    name = Path(str(meta.get("source", "media"))).name
-    text = f"[{meta.get('modality', 'media')}] {name}"
-    if "page_start" in meta:
-        text += f" pages {meta['page_start']}-{meta['page_end']}"
-    if "start_seconds" in meta:
-        text += f" {float(meta['start_seconds']):.1f}-{float(meta['end_seconds']):.1f} s"
-    return text

@@ -1,14 +1,22 @@
-"""Getting one piece of a split file back from its metadata.
+"""A piece of a split file: what it carries, how it is described, getting it back.
+
+Every loader (``load_file`` for the CLI and LangChain, LlamaIndex's node parser) and
+every store writes a piece with the same metadata (``PIECE_KEYS``) and the same stored
+text (``describe``: the text, or a label for media), so a record made by one is read
+by the others. ``text_limits`` is the one budget for the text a framework adds to a
+piece when it embeds it (LlamaIndex puts the node's metadata in front).
 
 Frameworks store a piece as a record (a Document, a node) that holds only its
 metadata; to embed it the piece's bytes must be found again. ``remember`` keeps the
 pieces ``load_file`` just cut (bounded by bytes), and ``load_piece`` returns the piece
 a record describes: from that store, else by cutting the file again, after checking
-the file has not changed since it was split.
+the file has not changed since it was split. ``pdf_page`` cuts the one page a record
+names (Haystack's PDF converters put ``page_number`` on each page's Document).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -17,11 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from gemb2.errors import InputError, MediaReadError
-from gemb2.ingest.loading import file_hash, label, load_file, source_path
-from gemb2.inputs.media import Item
+from gemb2.ingest.loading import file_hash, load_file, piece_meta, source_path
+from gemb2.inputs.detect import content_hash
+from gemb2.inputs.media import Item, Media
+from gemb2.inputs.tokens import estimate_tokens
 from gemb2.model.catalog import Limits
+from gemb2.model.tasks import PREFIX_TOKENS
+from gemb2.segment import Segment, split_pdf, split_text
 
-# Metadata load_file writes on every piece.
+# -- the schema -----------------------------------------------------------------------
+
+# Metadata load_file writes on every piece (and no other key).
 PIECE_KEYS = (
     "source",
     "source_escaped",
@@ -37,7 +51,81 @@ PIECE_KEYS = (
     "char_start",
     "char_end",
 )
+# Keys that are bookkeeping, not something a reader (an LLM) learns from.
+BOOKKEEPING_KEYS = ("file_hash", "mime_type", "piece", "pieces", "char_start", "char_end")
+_IDENTITY = ("source", "file_hash", "modality", "piece")
 _RANGES = (("page_start", "page_end"), ("start_seconds", "end_seconds"), ("char_start", "char_end"))
+
+
+def is_piece(meta: Mapping[str, Any]) -> bool:
+    """Whether a record's metadata describes a piece (of a file, a text or held media)."""
+    return all(meta.get(k) is not None for k in _IDENTITY)
+
+
+def label(meta: Mapping[str, Any]) -> str:
+    """The text stored with a media piece (vector stores and LLMs see it, the embedding
+    does not): its modality, file and range, e.g. ``[pdf] report.pdf pages 7-12``."""
+    name = Path(str(meta.get("source", "media"))).name
+    text = f"[{meta.get('modality', 'media')}] {name}"
+    if "page_start" in meta:
+        text += f" pages {meta['page_start']}-{meta['page_end']}"
+    if "start_seconds" in meta:
+        text += f" {float(meta['start_seconds']):.1f}-{float(meta['end_seconds']):.1f} s"
+    return text
+
+
+def describe(item: Item) -> str:
+    """The text a store keeps for a piece: its text, or its label for media."""
+    return item.text if item.is_text_only else label(item.metadata)
+
+
+def text_limits(limits: Limits, *, added_text: str = "", chunk_tokens: int | None = None) -> Limits:
+    """``limits`` for cutting text whose pieces a framework embeds with ``added_text``
+    in front (LlamaIndex: a node's EMBED-mode metadata), each at most ``chunk_tokens``.
+
+    Pieces cut with them (``load_file``, ``text_pieces``) hold at most
+    ``max_tokens - PREFIX_TOKENS`` tokens: room for the task prefix is left by the
+    cutting, so the budget here is the model's limit less the added text, capped at
+    ``chunk_tokens`` plus that room."""
+    room = limits.max_tokens - PREFIX_TOKENS - estimate_tokens(added_text)
+    budget = max(1, min(chunk_tokens or room, room))
+    return limits.model_copy(update={"max_tokens": budget + PREFIX_TOKENS})
+
+
+def text_pieces(text: str, limits: Limits, *, source: str) -> list[Item]:
+    """Text held in memory as the pieces ``load_file`` cuts from a text file: at most
+    ``limits.max_tokens - PREFIX_TOKENS`` tokens each, with the same metadata (the
+    ``file_hash`` is the text's); [] for blank text."""
+    if not text.strip():
+        return []
+    budget = max(1, limits.max_tokens - PREFIX_TOKENS)  # room for the task prefix
+    if estimate_tokens(text) <= budget:
+        cut = [
+            Segment(
+                None, text, "text/plain", "text", source, 0, 1, char_start=0, char_end=len(text)
+            )
+        ]
+    else:
+        cut = split_text(text, max_tokens=budget, name=source)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return [
+        Item(parts=(seg.text or "",), metadata=piece_meta(source, seg, digest, len(cut)))
+        for seg in cut
+    ]
+
+
+def media_meta(media: Sequence[Media]) -> dict[str, Any]:
+    """The metadata of media held in memory or at a URL, as one piece keyed by its
+    content hash (interleaved when there are several)."""
+    first = media[0]
+    return {
+        "source": first.uri or first.name,
+        "file_hash": content_hash(media),
+        "modality": first.modality if len(media) == 1 else "interleaved",
+        "mime_type": first.mime_type,
+        "piece": 0,
+        "pieces": 1,
+    }
 
 
 def piece_key(meta: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -49,6 +137,9 @@ def piece_key(meta: Mapping[str, Any]) -> tuple[Any, ...] | None:
         if start in meta and end in meta:
             return (digest, start, round(float(meta[start]), 3), round(float(meta[end]), 3))
     return (digest, "whole")
+
+
+# -- getting a piece back -------------------------------------------------------------
 
 
 class PieceStore:
@@ -160,4 +251,48 @@ def load_piece(
         f"no piece matches {label(meta)!r} when splitting the file again",
         source=source,
         limit="embed with the limits and overlap the file was split with",
+    )
+
+
+# -- one page a record names ----------------------------------------------------------
+
+# Each PDF's pages (as one-page PDFs) by its digest: a run naming many pages of one PDF
+# splits it once.
+PdfPages = dict[str, list[bytes]]
+
+
+def pdf_page(
+    media: Media,
+    page: object,
+    *,
+    pages: PdfPages | None = None,
+    source: str | None = None,
+    field: str = "page_number",
+) -> Media:
+    """Page ``page`` (1-based) of the PDF ``media`` as a PDF of its own, its range in
+    metadata as for any piece (``page_start`` = ``page_end`` = ``page``).
+
+    ``pages`` keeps the pages of each PDF seen in a run; ``field`` names the value in
+    errors (where the caller read ``page`` from). A page that is not an integer >= 1,
+    or past the PDF's last page, raises ``InputError`` before any call."""
+    where = source or media.name
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise InputError(f"{field} must be an integer >= 1, got {page!r}", source=where)
+    if media.modality != "pdf":
+        raise InputError(f"{field} names a page, but the media is {media.mime_type}", source=where)
+    cache = {} if pages is None else pages
+    if media.digest not in cache:
+        cut = split_pdf(media.read() or b"", max_pages=1, name=media.name)
+        cache[media.digest] = [p.data or b"" for p in cut]
+    found = cache[media.digest]
+    if page > len(found):
+        raise InputError(
+            f"{field} is {page} but the PDF has {len(found)} pages",
+            source=f"{where} ({media.name})",
+        )
+    return Media.from_bytes(
+        found[page - 1],
+        "application/pdf",
+        name=f"{media.name} (page {page})",
+        metadata={**media.metadata, "page_start": page, "page_end": page},
     )
