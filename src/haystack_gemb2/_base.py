@@ -12,7 +12,7 @@ written once, here.
 """
 
 import inspect
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args, get_origin, get_type_hints
 
 from haystack import default_from_dict, default_to_dict
 from haystack.utils import Secret
@@ -92,6 +92,13 @@ def _common_doc() -> str:
         if doc is None:
             spec = specs[names[name]]
             text = " ".join((spec.description or "").split()).rstrip(".")
+            choices = (
+                get_args(spec.field.annotation)
+                if get_origin(spec.field.annotation) is Literal
+                else ()
+            )
+            if choices:
+                text += ": " + ", ".join(f"`{c}`" for c in choices)
             doc = f"{text} (default `{spec.default!r}`)."
         lines.append(f":param {name}: {doc}")
     return "\n        ".join(lines)

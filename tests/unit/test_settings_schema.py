@@ -294,6 +294,8 @@ def test_haystack_arguments_are_core_settings_with_core_defaults(cls_name: str) 
     for core, name in arguments.items():
         if core not in ("api_key", "vertexai"):
             assert params[name].default == CORE[core].default, name
+            # the core's type; None also means the core's default, as older pipelines hold
+            assert params[name].annotation in (CORE[core].annotation, CORE[core].annotation | None)
     for core, name in arguments.items():
         if core == "api_key":
             continue  # refused in settings too, as tests/haystack checks
