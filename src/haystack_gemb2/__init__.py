@@ -4,8 +4,10 @@ Also importable as ``haystack_integrations.components.embedders.gemb2``, the pat
 pipelines record.
 """
 
-from .embedders import GeminiDocumentEmbedder, GeminiMediaQueryEmbedder, GeminiTextEmbedder
+from .document_embedder import GeminiDocumentEmbedder
+from .media_query_embedder import GeminiMediaQueryEmbedder
 from .retriever import GeminiMatryoshkaRetriever
+from .text_embedder import GeminiTextEmbedder
 
 __all__ = [
     "GeminiDocumentEmbedder",

@@ -1,19 +1,22 @@
 """Matryoshka shortlist-and-rerank as a Haystack retriever component."""
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from haystack import Document, component, default_from_dict, default_to_dict
-from haystack.utils import Secret
+from haystack import Document, component
 
-from gemb2 import Embedder
 from gemb2.stores.matryoshka import FullVectorStore, Hit, MatryoshkaIndex
 
-from .embedders import _default_api_key, _GeminiBase
+from ._base import GeminiComponent
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._base import GeminiParams
 
 
 @component
-class GeminiMatryoshkaRetriever(_GeminiBase):
+class GeminiMatryoshkaRetriever(GeminiComponent):
     """Embeds the query once at full size, shortlists ``top_k x oversample`` records on the
     small vectors of a Chroma collection and re-ranks them on the full vectors kept in the
     side store beside it. ``Document.score`` is the full-size cosine.
@@ -33,54 +36,23 @@ class GeminiMatryoshkaRetriever(_GeminiBase):
         small_dims: int = 768,
         oversample: int = 4,
         top_k: int = 10,
-        api_key: Secret = _default_api_key(),  # noqa: B008
-        api: Literal["gemini", "vertex"] = "gemini",
-        vertex_ai_project: str | None = None,
-        vertex_ai_location: str | None = None,
-        model: str = "gemini-embedding-2",
-        dimensions: int | None = None,
-        task: str = "retrieval",
-        api_base_url: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        settings: dict[str, Any] | None = None,
-        embedder: Embedder | None = None,
+        **params: "Unpack[GeminiParams]",
     ) -> None:
-        self._init_common(
-            api_key=api_key,
-            api=api,
-            vertex_ai_project=vertex_ai_project,
-            vertex_ai_location=vertex_ai_location,
-            model=model,
-            dimensions=dimensions,
-            task=task,
-            api_base_url=api_base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            settings=settings,
-            embedder=embedder,
-        )
+        """Create the component; the collection is opened at the first run.
+
+        :param chroma_path: The Chroma persistent client's folder.
+        :param collection_name: The collection holding the small vectors.
+        :param side_store_path: The side store holding the full vectors.
+        :param small_dims: The dimension of the collection's vectors.
+        :param oversample: Records shortlisted per result wanted.
+        :param top_k: Results returned.
+        %s
+        """
         self.chroma_path, self.collection_name = chroma_path, collection_name
         self.side_store_path = side_store_path
         self.small_dims, self.oversample, self.top_k = small_dims, oversample, top_k
         self._index: MatryoshkaIndex | None = None
-        self._settings(None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return default_to_dict(
-            self,
-            **self._common_params(),
-            chroma_path=self.chroma_path,
-            collection_name=self.collection_name,
-            side_store_path=self.side_store_path,
-            small_dims=self.small_dims,
-            oversample=self.oversample,
-            top_k=self.top_k,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GeminiMatryoshkaRetriever":
-        return default_from_dict(cls, data)
+        self._init_shared(**params)
 
     @property
     def index(self) -> MatryoshkaIndex:

@@ -1,45 +1,65 @@
 """LangChain ``Embeddings`` for Gemini Embedding 2: text, media and interleaved items in one space.
 
-A thin pydantic shell over ``gemb2.Embedder``: the fields are LangChain's usual
-settings, every call goes to the core, which does batching, limits, retries and
-normalisation. ``embed_image`` is the hook ``langchain_chroma.Chroma.add_images``
-and ``similarity_search_by_image`` look for.
+A thin pydantic shell over ``gemb2.Embedder``: the fields are ``gemb2.EmbedSettings``'
+(made from ``gemb2.engine.settings_schema``); every call goes to the core, which does
+batching, limits, retries and normalisation. ``embed_image`` is the hook
+``langchain_chroma.Chroma.add_images`` and ``similarity_search_by_image`` look for.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    SecretStr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from gemb2 import Embedder, EmbedSettings, Item, Usage, VectorCache
+from gemb2.engine import settings_schema as schema
 from gemb2.errors import InputError
 from gemb2.inputs.media import ItemLike
-from gemb2.model.catalog import Limits
-from gemb2.model.tasks import Task
-
-API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
-# metadata keys that tell one piece of a split file from another
 
 UriLike = str | os.PathLike[str]
-_UNSET = object()
+_ALIASES = {"api_key": "google_api_key"}
 
 
-class GeminiEmbeddings(BaseModel, Embeddings):
+def _env_defaults() -> dict[str, dict[str, Any]]:
+    """LangChain's partner convention: a setting held in the environment defaults to it
+    (the key as a ``SecretStr``), read when the object is made; the names are the core's."""
+    out: dict[str, dict[str, Any]] = {}
+    for core, wrapper in schema.wrapper_names("langchain").items():
+        env = schema.settings()[core].env
+        if env:
+            read = secret_from_env if core == "api_key" else from_env
+            out[wrapper] = {"default_factory": read(list(env), default=None)}
+    for alias, field in _ALIASES.items():
+        out[field]["alias"] = alias
+    return out
+
+
+if TYPE_CHECKING:  # the fields are made at run time from gemb2's settings schema
+
+    class _SettingFields(BaseModel):
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    _SettingFields = schema.settings_base(
+        "langchain",
+        BaseModel,
+        name="GeminiEmbeddingsSettings",
+        module=__name__,
+        changes=_env_defaults(),
+    )
+
+
+class GeminiEmbeddings(_SettingFields, Embeddings):
     """Gemini Embedding 2 for LangChain: documents, queries, images, audio, video and PDFs.
+
+    The fields are ``gemb2.EmbedSettings``' (same defaults, bounds and docs; see
+    ``gemb2.engine.settings_schema``), the key under langchain-google-genai's name.
 
     Setup:
         Set ``GOOGLE_API_KEY`` (or ``GEMINI_API_KEY``), or pass ``api_key=...``; for
@@ -73,47 +93,6 @@ class GeminiEmbeddings(BaseModel, Embeddings):
         hide_input_in_errors=True,
     )
 
-    model: str = "gemini-embedding-2"
-    """Model id: ``gemini-embedding-2`` (default) or ``gemini-embedding-001``; the retired
-    ``gemini-embedding-2-preview`` is sent as ``gemini-embedding-2``, with a warning."""
-    dimensions: int | None = None
-    """Output dimensionality, 128..3072 (model default 3072; 768 and 1536 recommended)."""
-    task: Task = "retrieval"
-    """What the vectors are for; sets the query/document conditioning of text."""
-    google_api_key: SecretStr | None = Field(
-        alias="api_key", default_factory=secret_from_env(list(API_KEY_ENV_VARS), default=None)
-    )
-    """Gemini API key; read from ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY`` when not given."""
-    vertexai: bool = False
-    """Use Vertex AI (project, location and Application Default Credentials) instead of a key."""
-    project: str | None = Field(default_factory=from_env("GOOGLE_CLOUD_PROJECT", default=None))
-    location: str | None = Field(default_factory=from_env("GOOGLE_CLOUD_LOCATION", default=None))
-    base_url: str | None = None
-    """Endpoint override: a proxy, or the local emulator's URL."""
-    api_version: str | None = None
-    normalize: bool = True
-    """L2-normalise every vector (needed below 3072 dimensions for cosine = dot product)."""
-    batch_size: int = 100
-    max_concurrency: int = 4
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    max_retries: int = 6
-    """Retries after the first attempt of a batch (429, 5xx, dropped connections)."""
-    backoff_initial: float = 1.0
-    backoff_max: float = 60.0
-    """Exponential backoff bounds in seconds; a server's retry delay takes precedence."""
-    timeout: float = 60.0
-    """Seconds per HTTP request."""
-    use_video_audio: bool = False
-    """Count a video's audio track (applies the shorter video limit)."""
-    limits: Limits | None = None
-    """Override the model's per-item limits (where Google's published figures disagree)."""
-    auto_truncate: bool | None = None
-    """Vertex AI only: the service cuts text over the token limit instead of refusing it."""
-    document_ocr: bool | None = None
-    """Vertex AI only: read the text of scanned PDF pages (OCR)."""
-    audio_track_extraction: bool | None = None
-    """Vertex AI only: embed a video's audio track too (the shorter video limit applies)."""
     cache: VectorCache | None = Field(default=None, exclude=True, repr=False)
     """Optional content-addressed cache: repeats cost no second call."""
 
@@ -125,65 +104,38 @@ class GeminiEmbeddings(BaseModel, Embeddings):
         (changing a field later builds a new one from the fields)."""
         if embedder is not None:
             s = embedder.settings
-            data = {
-                "model": s.spec.id,
-                "dimensions": s.resolved_dimensions,
-                "task": s.task,
-                "base_url": s.base_url,
-                **data,
-            }
+            seeded = schema.from_core("langchain", s, exclude=() if s.api_key else ("api_key",))
+            seeded.update(model=s.spec.id, dimensions=s.resolved_dimensions)
+            given = schema.to_core("langchain", data, _ALIASES)  # by core name
+            names = schema.core_names("langchain")
+            data = {**{k: v for k, v in seeded.items() if names[k] not in given}, **data}
         super().__init__(**data)
         if embedder is not None:
             self._embedder.close()
             self._embedder = embedder
 
+    @model_validator(mode="before")
+    @classmethod
+    def _check_with_core(cls, data: Any) -> Any:
+        """The core's cross-setting checks, before any field is set: a refused change (at
+        construction or assignment) leaves the object as it was, with the core's message."""
+        if isinstance(data, dict):
+            schema.check(schema.to_core("langchain", data, _ALIASES))
+        return data
+
     @model_validator(mode="after")
     def _build_embedder(self) -> GeminiEmbeddings:
-        """Validate once through the core's settings, so every wrapper rejects the same things."""
-        key = self.google_api_key
+        """One engine from the fields: every wrapper builds the same ``EmbedSettings``."""
+        values = schema.to_core("langchain", {n: getattr(self, n) for n in type(self).model_fields})
+        key = values.get("api_key")
         if key is not None and not key.get_secret_value():
-            key = None  # an empty env var means "no key", not the key ""
-        settings = EmbedSettings(
-            model=self.model,
-            dimensions=self.dimensions,
-            task=self.task,
-            normalize=self.normalize,
-            batch_size=self.batch_size,
-            max_concurrency=self.max_concurrency,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            max_retries=self.max_retries,
-            backoff_initial=self.backoff_initial,
-            backoff_max=self.backoff_max,
-            timeout=self.timeout,
-            use_video_audio=self.use_video_audio,
-            limits=self.limits,
-            auto_truncate=self.auto_truncate,
-            document_ocr=self.document_ocr,
-            audio_track_extraction=self.audio_track_extraction,
-            api_key=key,
-            vertexai=self.vertexai,
-            project=self.project,
-            location=self.location,
-            base_url=self.base_url,
-            api_version=self.api_version,
-        )
+            values["api_key"] = None  # an empty env var means "no key", not the key ""
+        settings = EmbedSettings(**values)
         old = getattr(self, "__pydantic_private__", None) or {}
         if "_embedder" in old:
             old["_embedder"].close()
         self._embedder = Embedder(settings, cache=self.cache)
         return self
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        """Pydantic sets a field before the model check runs: undo it if the check fails,
-        so a rejected change leaves the settings and the engine as they were."""
-        old = self.__dict__.get(name, _UNSET)
-        try:
-            super().__setattr__(name, value)
-        except ValidationError:
-            if old is not _UNSET:
-                self.__dict__[name] = old
-            raise
 
     # -- the core, for callers who want usage, cost or the raw engine ----------------
 

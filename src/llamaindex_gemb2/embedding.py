@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, ValidationError
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.instrumentation import get_dispatcher
@@ -30,18 +30,15 @@ from llama_index.core.instrumentation.events.embedding import (
 from llama_index.core.schema import BaseNode, ImageType, MetadataMode
 
 from gemb2 import (
-    DEFAULT_MODEL,
-    ConfigError,
     Embedder,
     EmbedSettings,
     InputError,
     Item,
-    Limits,
     Media,
-    Task,
     Usage,
     VectorCache,
 )
+from gemb2.engine import settings_schema as schema
 from gemb2.ingest.pieces import label
 from gemb2.inputs.detect import media_type
 from gemb2.inputs.media import ItemLike
@@ -52,36 +49,24 @@ from ._media import Resolver, marked, node_name
 dispatcher = get_dispatcher(__name__)
 
 _URL_PREFIXES = ("http://", "https://", "gs://", "files/")
-# Settings fields mirrored one to one as fields of the LlamaIndex model.
-_MIRRORED = (
-    "dimensions",
-    "task",
-    "normalize",
-    "max_concurrency",
-    "requests_per_minute",
-    "tokens_per_minute",
-    "max_retries",
-    "backoff_initial",
-    "backoff_max",
-    "timeout",
-    "use_video_audio",
-    "limits",
-    "auto_truncate",
-    "document_ocr",
-    "audio_track_extraction",
-    "api_key_env",
-    "vertexai",
-    "project",
-    "location",
-    "base_url",
-    "api_version",
-)
+
+if TYPE_CHECKING:  # the fields are made at run time from gemb2's settings schema
+
+    class _SettingFields(MultiModalEmbedding):
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    _SettingFields = schema.settings_base(
+        "llamaindex", MultiModalEmbedding, name="GeminiEmbeddingSettings", module=__name__
+    )
 
 
-class GeminiMultiModalEmbedding(MultiModalEmbedding):
+class GeminiMultiModalEmbedding(_SettingFields):
     """Gemini Embedding 2 for LlamaIndex: text, query, image, audio, video and PDF
     embeddings in one space, and a pipeline step that embeds media nodes' media.
 
+    The setting fields are ``gemb2.EmbedSettings``' (same defaults, bounds and docs; the
+    model under BaseEmbedding's ``model_name``; see ``gemb2.engine.settings_schema``).
     The API key comes from ``api_key=`` (never stored in a field, so never in
     ``to_dict``/``to_json``), else from the env var named by ``api_key_env``, else
     ``GOOGLE_API_KEY``/``GEMINI_API_KEY``. A loopback ``base_url`` (the emulator)
@@ -91,38 +76,12 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
     >>> embed_model.get_image_embedding("cat.png")  # doctest: +SKIP
     """
 
-    model_name: str = Field(default=DEFAULT_MODEL, description="Gemini embedding model id.")
     embed_batch_size: int = Field(
         default=1000,
         gt=0,
         le=2048,
         description="Texts LlamaIndex hands over per call; the core splits them into "
-        "requests of at most 100 and runs those concurrently.",
-    )
-    dimensions: int | None = Field(
-        default=None, description="Output dimension, 128..3072 (model default 3072)."
-    )
-    task: Task = Field(default="retrieval", description="Task the vectors are for.")
-    normalize: bool = Field(default=True, description="L2-normalise every vector.")
-    max_concurrency: int = Field(default=4, ge=1, description="Batch calls in flight.")
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)
-    max_retries: int = Field(default=6, ge=0, description="Retries after the first attempt.")
-    backoff_initial: float = Field(default=1.0, ge=0, description="First retry wait, seconds.")
-    backoff_max: float = Field(default=60.0, ge=0, description="Longest retry wait, seconds.")
-    timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP request.")
-    use_video_audio: bool = Field(
-        default=False, description="Apply the shorter limit to videos whose audio is used."
-    )
-    limits: Limits | None = Field(default=None, description="Override the model's limits.")
-    auto_truncate: bool | None = Field(
-        default=None, description="Vertex AI only: the service cuts text over the token limit."
-    )
-    document_ocr: bool | None = Field(
-        default=None, description="Vertex AI only: read the text of scanned PDF pages."
-    )
-    audio_track_extraction: bool | None = Field(
-        default=None, description="Vertex AI only: embed a video's audio track too."
+        "requests of at most batch_size and runs those concurrently.",
     )
     overlap_seconds: float = Field(
         default=2.0,
@@ -135,14 +94,6 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
         description="Send a media node's own text (a caption) with its media as one "
         "interleaved input instead of the media alone.",
     )
-    api_key_env: str | None = Field(
-        default=None, description="Name of the env var holding the key (not the key)."
-    )
-    vertexai: bool = Field(default=False, description="Use Vertex AI instead of the Gemini API.")
-    project: str | None = Field(default=None, description="Vertex AI project.")
-    location: str | None = Field(default=None, description="Vertex AI location.")
-    base_url: str | None = Field(default=None, description="API endpoint override.")
-    api_version: str | None = Field(default=None, description="API version override.")
 
     _embedder: Embedder = PrivateAttr()
     _resolver: Resolver = PrivateAttr()
@@ -163,28 +114,13 @@ class GeminiMultiModalEmbedding(MultiModalEmbedding):
         if embedder is not None:
             settings = embedder.settings
         if settings is not None:
-            data = {
-                "model_name": settings.spec.id,
-                **{k: getattr(settings, k) for k in _MIRRORED},
-                **data,
-            }
+            data = {**schema.from_core("llamaindex", settings), **data}
             if api_key is None and settings.api_key is not None:
                 api_key = settings.api_key
-        super().__init__(**data)
+        super().__init__(**data)  # each field's own bounds, as the core's
         key = api_key if isinstance(api_key, SecretStr) or api_key is None else SecretStr(api_key)
-        # settings not mirrored as fields (e.g. batch_size) come from ``settings``
-        base = settings.model_dump(exclude={"api_key"}) if settings is not None else {}
-        try:
-            core = EmbedSettings(
-                **{
-                    **base,
-                    "model": self.model_name,
-                    "api_key": key,
-                    **{k: getattr(self, k) for k in _MIRRORED},
-                }
-            )
-        except ValidationError as exc:
-            raise ConfigError(str(exc)) from exc
+        fields = {n: getattr(self, n) for n in type(self).model_fields}
+        core = schema.build({**schema.to_core("llamaindex", fields), "api_key": key})
         self.model_name = core.spec.id
         self.dimensions = core.resolved_dimensions
         self._embedder = embedder or Embedder(core, cache=cache)

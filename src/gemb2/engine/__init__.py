@@ -5,4 +5,6 @@ Owns: settings (every setting's default, bounds, environment variable and doc li
 the byte budgets), concurrency, rate limiting, retries, the vector cache, decoding and
 checking answers, normalisation, usage and cost. Talks to the network only through a
 ``gemb2.transport.Transport``; knows nothing of Chroma, files on disk or frameworks.
+``settings_schema`` is what the wrappers derive their fields from (it names frameworks only
+in its table of the names each one renames).
 """

@@ -12,6 +12,14 @@ from gemb2.model.catalog import DEFAULT_MODEL, Limits, ModelSpec, canonical_mode
 from gemb2.model.tasks import Task
 
 API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+# Environment variables that hold a setting, first set one first. The key is read from
+# them when not given (here and in every wrapper); LangChain's fields default to all of
+# them, as its partner packages do. Wrappers take these names from here, never their own.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "api_key": API_KEY_ENV_VARS,
+    "project": ("GOOGLE_CLOUD_PROJECT",),
+    "location": ("GOOGLE_CLOUD_LOCATION",),
+}
 # options the SDK sends on Vertex AI only (it raises ValueError for them on the Developer API)
 VERTEX_ONLY = ("auto_truncate", "document_ocr", "audio_track_extraction")
 
@@ -19,14 +27,22 @@ VERTEX_ONLY = ("auto_truncate", "document_ocr", "audio_track_extraction")
 class EmbedSettings(BaseModel):
     """Everything that shapes a request. Secrets are ``SecretStr`` and never printed."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    # a field's docstring is its description: wrappers copy both (see settings_schema)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, use_attribute_docstrings=True
+    )
 
     model: str = DEFAULT_MODEL
+    """Model id: ``gemini-embedding-2`` (multimodal) or ``gemini-embedding-001`` (text only,
+    another vector space); the retired ``gemini-embedding-2-preview`` is sent as
+    ``gemini-embedding-2``, with a warning."""
     dimensions: int | None = Field(
         None, description="output_dimensionality; model default if unset"
     )
     task: Task = "retrieval"
+    """What the vectors are for; sets the query/document conditioning of text."""
     normalize: bool = True
+    """L2-normalise every vector (below 3072 dimensions the service may not)."""
     batch_size: int = Field(100, ge=1, le=100, description="items per batch call")
     max_concurrency: int = Field(4, ge=1, le=256, description="batch calls in flight")
     max_call_bytes: int = Field(
@@ -40,10 +56,14 @@ class EmbedSettings(BaseModel):
         description="inline bytes in flight across concurrent calls (a call waits for room)",
     )
     requests_per_minute: float | None = Field(None, gt=0)
+    """Pace calls so that no 60 s window holds more; unset: no pacing."""
     tokens_per_minute: float | None = Field(None, gt=0)
+    """Pace calls by estimated tokens per 60 s window; unset: no pacing."""
     max_retries: int = Field(6, ge=0, description="retries after the first attempt")
     backoff_initial: float = Field(1.0, ge=0)
+    """First retry wait in seconds (a server's retry delay takes precedence)."""
     backoff_max: float = Field(60.0, ge=0)
+    """Longest retry wait in seconds."""
     timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
     use_video_audio: bool = Field(False, description="apply the shorter limit to videos with audio")
     limits: Limits | None = Field(None, description="override the model's limits")
@@ -60,12 +80,18 @@ class EmbedSettings(BaseModel):
     )
 
     api_key: SecretStr | None = None
+    """Gemini API key; read from GOOGLE_API_KEY, then GEMINI_API_KEY, when not given."""
     api_key_env: str | None = Field(None, description="name of the env var the key came from")
     vertexai: bool = False
+    """Use Vertex AI (project, location and Application Default Credentials) instead of a key."""
     project: str | None = None
+    """Google Cloud project, for Vertex AI."""
     location: str | None = None
+    """Google Cloud location, for Vertex AI (e.g. ``us-central1``)."""
     base_url: str | None = None
+    """Endpoint override: a proxy, or the local emulator's URL (a loopback URL needs no key)."""
     api_version: str | None = None
+    """API version override (the SDK's default when unset)."""
     credentials: Any = Field(
         None, exclude=True, repr=False, description="google.auth credentials for Vertex AI"
     )

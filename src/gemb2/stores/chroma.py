@@ -5,10 +5,11 @@ Chroma finds a persisted function by its name in a registry that only holds the 
 imported so far: ``import gemb2.stores.chroma`` before ``client.get_collection(name)``, or Chroma
 says "Embedding function gemb2_gemini_embedding_2 not found" at the first query.
 
-The persisted configuration holds the model, dimension, task and the NAME of the
-environment variable with the key, never the key itself. Settings follow Chroma's own
-functions (``model_name``, ``dimension``, ``api_key_env_var``); ``model`` and ``dimensions``
-are accepted as aliases, and configurations persisted with those keys still load.
+The persisted configuration holds the model, dimension, task, the connection, any other
+setting given (``normalize=False``, ``max_concurrency=8``...) and the NAME of the environment
+variable with the key, never the key itself. Settings follow Chroma's own functions
+(``model_name``, ``dimension``, ``api_key_env_var``: ``settings_schema.RENAMES``); ``model`` and
+``dimensions`` are accepted as aliases, and configurations persisted with those keys still load.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from chromadb.api.types import (
     normalize_embeddings,
 )
 from chromadb.utils.embedding_functions import register_embedding_function
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
+from gemb2.engine import settings_schema as schema
 from gemb2.engine.embedder import Embedder
-from gemb2.engine.settings import EmbedSettings
+from gemb2.engine.settings import API_KEY_ENV_VARS, EmbedSettings
 from gemb2.errors import ConfigError, InputError, ModelMismatchError
 from gemb2.inputs.media import Item, ItemLike, Media
-from gemb2.model.catalog import DEFAULT_MODEL
 
 NAME = "gemb2_gemini_embedding_2"
 # Chroma's GoogleGeminiEmbeddingFunction defaults to GEMINI_API_KEY; its
@@ -60,10 +61,28 @@ CHROMA_TASK_TYPES = {
 }
 
 
+_DEFAULTS = schema.defaults()
+# settings every config holds (the space and the connection), by Chroma's names; any other
+# setting is persisted when it was given, by its own name
+_NAMED = (
+    "model",
+    "dimensions",
+    "task",
+    "api_key_env",
+    "vertexai",
+    "project",
+    "location",
+    "base_url",
+)
+# never persisted: the key (Chroma stores no secret) and credentials objects
+_NOT_PERSISTED = ("api_key", "credentials")
+
+
 def default_api_key_env_var() -> str:
-    """The variable a key is read from when none is named: ``GOOGLE_API_KEY`` when it is set
-    (the SDK's and gemb2's first choice), else Chroma's default ``GEMINI_API_KEY``."""
-    return "GOOGLE_API_KEY" if os.environ.get("GOOGLE_API_KEY") else DEFAULT_API_KEY_ENV_VAR
+    """The variable a key is read from when none is named: the first of the core's variables
+    that is set (``GOOGLE_API_KEY``, then ``GEMINI_API_KEY``), else Chroma's default
+    ``GEMINI_API_KEY``."""
+    return next((v for v in API_KEY_ENV_VARS if os.environ.get(v)), DEFAULT_API_KEY_ENV_VAR)
 
 
 def _one(name: str, value: Any, alias: str, alias_value: Any) -> Any:
@@ -90,9 +109,9 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
         self,
         model_name: str | None = None,
         dimension: int | None = None,
-        task: str = "retrieval",
+        task: str = _DEFAULTS["task"],
         api_key_env_var: str | None = None,
-        vertexai: bool = False,
+        vertexai: bool = _DEFAULTS["vertexai"],
         project: str | None = None,
         location: str | None = None,
         base_url: str | None = None,
@@ -114,7 +133,7 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
                 (es.base_url),
             )
             api_key_env_var = api_key_env_var or es.api_key_env
-        model_name = _one("model_name", model_name, "model", model) or DEFAULT_MODEL
+        model_name = _one("model_name", model_name, "model", model) or _DEFAULTS["model"]
         dimension = _one("dimension", dimension, "dimensions", dimensions)
         if task_type is not None:
             if task_type.upper() not in CHROMA_TASK_TYPES:
@@ -122,7 +141,7 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
                     f"task_type={task_type!r} is not one of {', '.join(CHROMA_TASK_TYPES)}"
                 )
             mapped = CHROMA_TASK_TYPES[task_type.upper()]
-            if task not in ("retrieval", mapped):
+            if task not in (_DEFAULTS["task"], mapped):
                 raise ConfigError(f"task={task!r} and task_type={task_type!r} disagree")
             task = mapped
         if api_key is not None and not api_key.strip():
@@ -137,37 +156,29 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
                 f"environment variable {env_var} is not set: set it to a Gemini API key, "
                 "name another with api_key_env_var=..., or pass api_key=..."
             )
-        try:
-            self._settings = EmbedSettings(
-                model=model_name,
-                dimensions=dimension,
-                task=task,
-                api_key=SecretStr(api_key) if api_key else None,
-                api_key_env=env_var,
-                vertexai=vertexai,
-                project=project,
-                location=location,
-                base_url=base_url,
+        self._settings = schema.build(
+            {
+                "model": model_name,
+                "dimensions": dimension,
+                "task": task,
+                "api_key": SecretStr(api_key) if api_key else None,
+                "api_key_env": env_var,
+                "vertexai": vertexai,
+                "project": project,
+                "location": location,
+                "base_url": base_url,
                 **settings,
-            )
-        except ValidationError as exc:
-            raise ConfigError(f"invalid GeminiEmbeddingFunction settings: {exc}") from exc
+            },
+            wrap=lambda text: f"invalid GeminiEmbeddingFunction settings: {text}",
+        )
         self.model_name = self._settings.spec.id
         self.dimension = self._settings.resolved_dimensions
         self.api_key_env_var = env_var
-        self._config: dict[str, Any] = {
-            "model_name": self.model_name,
-            "dimension": self.dimension,
-            "task": task,
-            "api_key_env_var": env_var,
-            "explicit_api_key": explicit_key,
-            "vertexai": vertexai,
-            "project": project,
-            "location": location,
-            "base_url": base_url,
-        }
+        given = set(settings)
         if embedder is not None:
             self._settings = embedder.settings
+            given = {n for n, d in _DEFAULTS.items() if getattr(self._settings, n) != d}
+        self._config = _config(self._settings, given, explicit_key, env_var)
         self.embedder = embedder or Embedder(self._settings)
 
     def __call__(self, input: Embeddable) -> Embeddings:
@@ -202,15 +213,19 @@ class GeminiEmbeddingFunction(EmbeddingFunction[Embeddable]):
         ``dimensions`` (gemb2 before Chroma's names) load too."""
         if config.get("explicit_api_key") and not config.get("api_key_env_var"):
             return _KeyNotStored(config)
+        names = schema.wrapper_names("chroma")
+        named = {names[n] for n in _NAMED}
+        others = {k: v for k, v in config.items() if k in schema.settings() and k not in named}
         return GeminiEmbeddingFunction(
             model_name=config.get("model_name", config.get("model")),
             dimension=config.get("dimension", config.get("dimensions")),
-            task=config.get("task", "retrieval"),
+            task=config.get("task", _DEFAULTS["task"]),
             api_key_env_var=config.get("api_key_env_var"),
-            vertexai=bool(config.get("vertexai", False)),
+            vertexai=bool(config.get("vertexai", _DEFAULTS["vertexai"])),
             project=config.get("project"),
             location=config.get("location"),
             base_url=config.get("base_url"),
+            **others,
         )
 
     def validate_config_update(
@@ -232,7 +247,7 @@ class _KeyNotStored(GeminiEmbeddingFunction):
         self._config = dict(config)
         space = _space_of(config)
         settings = EmbedSettings(
-            model=space.get("model_name", DEFAULT_MODEL), dimensions=space.get("dimension")
+            model=space.get("model_name", _DEFAULTS["model"]), dimensions=space.get("dimension")
         )
         self.model_name = settings.spec.id
         self.dimension = settings.resolved_dimensions
@@ -243,6 +258,22 @@ class _KeyNotStored(GeminiEmbeddingFunction):
 
     def embed_query(self, input: Embeddable) -> Embeddings:
         raise ConfigError(EXPLICIT_KEY_NOT_STORED)
+
+
+def _config(
+    settings: EmbedSettings, given: set[str], explicit_key: bool, env_var: str | None
+) -> dict[str, Any]:
+    """What Chroma persists: the named settings always, any other one given, by Chroma's
+    names (``settings_schema.RENAMES``), as JSON; the key's variable, never the key."""
+    values = settings.model_dump(mode="json", exclude=set(_NOT_PERSISTED))
+    values.update(model=settings.spec.id, dimensions=settings.resolved_dimensions)
+    values["api_key_env"] = env_var
+    names = schema.wrapper_names("chroma")
+    out = {names[n]: values[n] for n in _NAMED}
+    out["explicit_api_key"] = explicit_key
+    for name in sorted(given - set(_NAMED) - set(_NOT_PERSISTED)):
+        out[names[name]] = values[name]
+    return out
 
 
 def _space_of(config: dict[str, Any]) -> dict[str, Any]:
