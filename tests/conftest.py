@@ -10,11 +10,22 @@ import pytest
 
 from gemb2.testing.emulator import Emulator, EmulatorConfig
 
-for _var in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
-    os.environ.pop(_var, None)
+# no test reaches Google by accident: the keys leave the environment; the live contract
+# suite (GEMB2_LIVE=1, tests/contract) gets them back through the live_credentials fixture
+_LIVE_CREDENTIALS = {
+    _var: os.environ.pop(_var)
+    for _var in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI")
+    if _var in os.environ
+}
 # offline: no telemetry threads trying the network
 os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
+
+
+@pytest.fixture(scope="session")
+def live_credentials() -> dict[str, str]:
+    """The API keys this run started with (removed from the environment for every test)."""
+    return dict(_LIVE_CREDENTIALS)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from gemb2.errors import (
 )
 from gemb2.inputs.media import Item, Media
 from gemb2.model.catalog import DEFAULT_MODEL, MODELS, Limits, ModelSpec, get_model
+from gemb2.model.profile import Profile, load_profile
 from gemb2.model.tasks import TASKS, Role, Task
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ __all__ = [
     "MediaReadError",
     "ModelMismatchError",
     "ModelSpec",
+    "Profile",
     "RateLimitError",
     "ResponseMismatchError",
     "RetryExhaustedError",
@@ -62,6 +64,7 @@ __all__ = [
     "__version__",
     "embed",
     "get_model",
+    "load_profile",
     "normalize",
     "truncate",
 ]

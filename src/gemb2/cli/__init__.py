@@ -2,6 +2,7 @@
 
 ``main`` parses the command line and runs ``index``, ``search``, ``embed`` and
 ``migrate``; ``batch`` adds Batch Mode (``index --batch``, ``gemb2 jobs``); ``store``
-opens the Chroma store a command writes to. Every expected failure ends as one line
+opens the Chroma store a command writes to; ``doctor`` measures a service's facts
+(through ``probes``) and writes them as a profile. Every expected failure ends as one line
 and an exit code, never a traceback.
 """

@@ -14,9 +14,11 @@ from typing import Any
 
 from gemb2 import __version__
 from gemb2.cli import batch as batch_cli
+from gemb2.cli import doctor
 from gemb2.cli.store import _client, _collection, _stored_settings
 from gemb2.engine.settings import API_KEY_ENV_VARS
 from gemb2.errors import Gemb2Error, InputError, StoreError
+from gemb2.model.catalog import DEFAULT_MODEL
 
 STAND_IN_NOTICE = (
     "gemb2: no GOOGLE_API_KEY or GEMINI_API_KEY set: using the bundled offline emulator. "
@@ -45,9 +47,14 @@ class _Session:
             "timeout": getattr(args, "timeout", None),
             "max_retries": getattr(args, "max_retries", None),
         }
+        self.limits = getattr(args, "limits", None)  # a profile file: its limits, checked
 
     def settings(self, **kw: Any) -> dict[str, Any]:
         out = {k: v for k, v in {**self.transport, **kw}.items() if v is not None}
+        if self.limits is not None:
+            from gemb2.model.profile import load_limits
+
+            out["limits"] = load_limits(self.limits, out.get("model") or DEFAULT_MODEL)
         if self.base_url:
             out["base_url"] = self.base_url
         if self.vertex:
@@ -309,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="gemini-embedding-2 (default) or gemini-embedding-001")
         p.add_argument("--dimensions", type=int, help="128..3072 (default 3072)")
         p.add_argument("--base-url", help="API endpoint (a proxy or `gemb2 emulator`)")
+        p.add_argument(
+            "--limits",
+            metavar="FILE",
+            help="take the model's limits from a profile (e.g. written by `gemb2 doctor`)",
+        )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("--timeout", type=float, help="seconds per API request (default 60)")
         p.add_argument(
@@ -354,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gemb2.testing.emulator.cli import add_arguments
 
     add_arguments(p)
+    doctor.add_parser(sub)
     return parser
 
 
@@ -368,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         guard(log_handler)
     if args.command == "emulator":
         return cmd_emulator(args)
+    if args.command == "doctor":
+        return doctor.run(args)
     session = None
     try:
         session = _Session(args)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
 from google.genai import errors as genai_errors
 
+from gemb2.model.profile import Profile, load_profile
 from gemb2.testing.emulator.api_errors import ApiError, Drop
 from gemb2.testing.emulator.config import EmulatorConfig
 from gemb2.testing.emulator.server import EmulatorApp
@@ -21,14 +23,21 @@ class FakeTransport:
 
     ``calls`` holds each request body as it would go on the wire; ``stats`` and
     ``configure(**knobs)`` are the emulator's own (``EmulatorConfig``: faults, latency,
-    rate limit). Service errors are raised as the SDK's ``ClientError``/``ServerError``
+    rate limit); ``profile`` the service facts it serves (as ``Emulator(profile=...)``).
+    Service errors are raised as the SDK's ``ClientError``/``ServerError``
     and a dropped connection as ``ConnectionResetError``, as the real transport sees them.
     """
 
     max_batch = 100
 
-    def __init__(self, config: EmulatorConfig | None = None, **knobs: Any) -> None:
-        self._app = EmulatorApp(config or EmulatorConfig(**knobs))
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        profile: Profile | str | Path | None = None,
+        **knobs: Any,
+    ) -> None:
+        self._app = EmulatorApp(config or EmulatorConfig(**knobs), load_profile(profile))
         self._lock = threading.Lock()
         self.calls: list[dict[str, Any]] = []
 

@@ -6,7 +6,10 @@ from typing import Any
 
 from gemb2.errors import ConfigError
 from gemb2.model.catalog import ModelSpec, get_model
+from gemb2.model.profile import DEFAULT
 from gemb2.testing.emulator.faults import format_seconds
+
+_TEXTS = DEFAULT.errors  # the texts when the caller's profile gives none
 
 STATUS: dict[int, str] = {
     400: "INVALID_ARGUMENT",
@@ -59,24 +62,23 @@ def resource_exhausted(delay: float, why: str) -> ApiError:
     )
 
 
-def internal() -> ApiError:
-    return ApiError(500, "An internal error has occurred. Please retry or report in the forum.")
+def internal(text: str = _TEXTS.internal) -> ApiError:
+    return ApiError(500, text)
 
 
-def unavailable() -> ApiError:
-    return ApiError(503, "The model is overloaded. Please try again later.")
+def unavailable(text: str = _TEXTS.unavailable) -> ApiError:
+    return ApiError(503, text)
 
 
-def lookup_model(model: str, ver: str, method: str) -> ModelSpec:
-    """The model a route names, or Google's 404 for it (a retired alias included)."""
+def lookup_model(
+    model: str, ver: str, method: str, template: str = _TEXTS.model_not_found
+) -> ModelSpec:
+    """The model a route names, or Google's 404 for it (a retired alias included);
+    ``template`` is the profile's text of that 404."""
     try:
         spec = get_model(model)
         if spec.id != model.removeprefix("models/"):  # a retired alias: shut down upstream
             raise ConfigError(model)
         return spec
     except ConfigError:
-        raise not_found(
-            f"models/{model} is not found for API version {ver}, or is not supported for "
-            f"{method}. Call ListModels to see the list of available models and their "
-            "supported methods."
-        ) from None
+        raise not_found(template.format(model=model, version=ver, method=method)) from None

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from gemb2.testing.emulator import api_errors
-from gemb2.testing.emulator.api_errors import ApiError, Drop, lookup_model
+from gemb2.testing.emulator.api_errors import ApiError, Drop
 from gemb2.testing.emulator.contents import parse_item
-from gemb2.testing.emulator.vectors import content_vector, output_values, space_of
+from gemb2.testing.emulator.vectors import space_of
 
 if TYPE_CHECKING:
     from gemb2.testing.emulator.server import EmulatorApp
@@ -184,7 +184,7 @@ class BatchApi:
             body = json.loads(raw or b"{}")
         except ValueError as exc:
             raise api_errors.invalid(f"Invalid JSON payload received. {exc}") from None
-        spec = lookup_model(model, "v1beta", "asyncBatchEmbedContent")
+        spec = self.app.spec(model, "v1beta", "asyncBatchEmbedContent")
         batch = body.get("batch") if isinstance(body, dict) else None
         if not isinstance(batch, dict):
             raise api_errors.invalid("batch is required")
@@ -305,7 +305,7 @@ class BatchApi:
         job.state = "SUCCEEDED"
 
     def _run(self, job: Job) -> None:
-        spec = _spec(job.model)
+        spec = self.app.spec(job.model.removeprefix("models/"), "v1beta", "batchEmbedContents")
         space = space_of(spec.id)
         cfg = self.app.config
         answers: list[dict[str, Any]] = []
@@ -318,16 +318,15 @@ class BatchApi:
                 answer = {"error": reason}
             else:
                 try:
-                    item = parse_item(i, request, spec, cfg.dimensions_default, self.app.media)
+                    item = parse_item(
+                        i, request, spec, cfg.dimensions_default, self.app.media, self.app.profile
+                    )
                 except ApiError as exc:
                     answer = {"error": {"code": GRPC_INVALID_ARGUMENT, "message": exc.message}}
                 else:
-                    values = output_values(
-                        content_vector(space, item.parts, item.identity), item.dims
-                    )
                     answer = {
                         "response": {
-                            "embedding": {"values": values},
+                            "embedding": {"values": item.values(space)},
                             "tokenCount": sum(item.tokens.values()),
                         }
                     }
@@ -506,12 +505,6 @@ def _has_media(request: dict[str, Any]) -> bool:
         and any(k in p for k in ("inline_data", "inlineData", "file_data", "fileData"))
         for p in parts or []
     )
-
-
-def _spec(model: str) -> Any:
-    from gemb2.model.catalog import get_model
-
-    return get_model(model)
 
 
 def _file_view(f: StoredFile, host: str) -> dict[str, Any]:

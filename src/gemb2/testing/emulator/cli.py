@@ -11,6 +11,8 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from gemb2.errors import ConfigError
+from gemb2.model.profile import BUNDLED, load_profile
 from gemb2.testing.emulator.config import FAULT_KINDS, EmulatorConfig
 from gemb2.testing.emulator.server import Emulator
 
@@ -55,7 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the fault draws")
     parser.add_argument(
-        "--max-batch", type=int, default=d.max_batch, help="requests allowed in one batch"
+        "--profile",
+        help="the service facts to serve: a profile file (JSON/TOML, e.g. written by "
+        f"`gemb2 doctor --write-profile`) or a bundled one ({', '.join(sorted(BUNDLED))}); "
+        "default: gemb2's defaults",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help=f"requests allowed in one batch (default: the profile's, {d.max_batch})",
     )
     parser.add_argument(
         "--dimensions-default",
@@ -90,27 +101,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """The knobs given; the facts left unset (max_batch, batch media) are the profile's."""
     d = EmulatorConfig()
+    knobs = {
+        "latency_per_request": getattr(args, "latency", d.latency_per_request),
+        "latency_per_item": getattr(args, "latency_per_item", d.latency_per_item),
+        "rate_limit_rpm": getattr(args, "rate_limit_rpm", None),
+        "fault_rate": getattr(args, "fault_rate", d.fault_rate),
+        "faults": getattr(args, "faults", d.faults),
+        "fail_first": getattr(args, "fail_first", None),
+        "retry_delay": getattr(args, "retry_delay", d.retry_delay),
+        "slow_seconds": getattr(args, "slow_seconds", d.slow_seconds),
+        "seed": getattr(args, "seed", d.seed),
+        "max_batch": getattr(args, "max_batch", None),
+        "dimensions_default": getattr(args, "dimensions_default", d.dimensions_default),
+        "batch_delay": getattr(args, "batch_delay", d.batch_delay),
+        "batch_fail_every": getattr(args, "batch_fail_every", None),
+        "batch_fail_indices": getattr(args, "batch_fail_indices", ""),
+        "batch_accepts_media": False if getattr(args, "batch_rejects_media", False) else None,
+        "reject_api_key": getattr(args, "reject_api_key", False),
+        "echo_api_key": getattr(args, "echo_api_key", False),
+    }
+    unset = {"max_batch", "batch_accepts_media"}
     return EmulatorConfig.model_validate(
-        {
-            "latency_per_request": getattr(args, "latency", d.latency_per_request),
-            "latency_per_item": getattr(args, "latency_per_item", d.latency_per_item),
-            "rate_limit_rpm": getattr(args, "rate_limit_rpm", None),
-            "fault_rate": getattr(args, "fault_rate", d.fault_rate),
-            "faults": getattr(args, "faults", d.faults),
-            "fail_first": getattr(args, "fail_first", None),
-            "retry_delay": getattr(args, "retry_delay", d.retry_delay),
-            "slow_seconds": getattr(args, "slow_seconds", d.slow_seconds),
-            "seed": getattr(args, "seed", d.seed),
-            "max_batch": getattr(args, "max_batch", d.max_batch),
-            "dimensions_default": getattr(args, "dimensions_default", d.dimensions_default),
-            "batch_delay": getattr(args, "batch_delay", d.batch_delay),
-            "batch_fail_every": getattr(args, "batch_fail_every", None),
-            "batch_fail_indices": getattr(args, "batch_fail_indices", ""),
-            "batch_accepts_media": not getattr(args, "batch_rejects_media", False),
-            "reject_api_key": getattr(args, "reject_api_key", False),
-            "echo_api_key": getattr(args, "echo_api_key", False),
-        }
+        {k: v for k, v in knobs.items() if not (k in unset and v is None)}
     )
 
 
@@ -121,10 +135,16 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"gemb2 emulator: invalid setting: {exc}", file=sys.stderr)
         return 2
+    try:
+        profile = load_profile(getattr(args, "profile", None))
+    except ConfigError as exc:
+        print(f"gemb2 emulator: {exc}", file=sys.stderr)
+        return 2
     emu = Emulator(
         port=getattr(args, "port", DEFAULT_PORT),
         config=config,
         host=getattr(args, "host", "127.0.0.1"),
+        profile=profile,
     )
     try:
         emu.start()
@@ -140,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
 
         previous = signal.signal(signal.SIGTERM, _on_term)
     print(
-        f"gemb2 emulator listening on {emu.base_url} (Ctrl-C to stop); its vectors are "
-        "deterministic stand-ins for tests, not Gemini's.",
+        f"gemb2 emulator listening on {emu.base_url} (Ctrl-C to stop), serving profile "
+        f"{profile.name!r}; its vectors are deterministic stand-ins for tests, not Gemini's.",
         flush=True,
     )
     try:

@@ -25,9 +25,16 @@ from gemb2.model.catalog import (
     TOKENS_PER_VIDEO_SECOND,
     ModelSpec,
 )
+from gemb2.model.profile import Profile
 from gemb2.testing.emulator.api_errors import invalid
 from gemb2.testing.emulator.media_text import carried_text
-from gemb2.testing.emulator.vectors import PartFeatures, strip_prefix
+from gemb2.testing.emulator.vectors import (
+    PartFeatures,
+    Vector,
+    content_vector,
+    output_values,
+    strip_prefix,
+)
 
 TASK_TYPES = frozenset(
     {
@@ -66,6 +73,12 @@ class Item:
     task: str | None
     truncated: bool = False
     tokens: dict[str, int] = field(default_factory=dict)  # modality (upper case) -> tokens
+    normalized: bool = False  # the profile's service re-normalises outputs below 3072
+
+    def values(self, space: str) -> Vector:
+        """The answer's vector: the first ``dims`` values of the full one."""
+        full = content_vector(space, self.parts, self.identity)
+        return output_values(full, self.dims, normalize=self.normalized)
 
 
 class MediaCache:
@@ -109,8 +122,13 @@ def parse_item(
     spec: ModelSpec,
     default_dims: int,
     cache: MediaCache,
+    profile: Profile | None = None,
 ) -> Item:
-    """Validate one request (content plus options) and reduce it to features."""
+    """Validate one request (content plus options) and reduce it to features.
+
+    ``profile`` (when it describes ``spec``'s model) says whether a task prefix and
+    ``taskType`` change the vector and whether short outputs are normalised; ``spec``
+    carries its limits already."""
 
     def fail(reason: str) -> Exception:
         return invalid(f"request {index}: {reason}")
@@ -139,6 +157,8 @@ def parse_item(
 
     lim = spec.limits
     prefixed = spec.conditioning == "prefix"
+    served = profile if profile is not None and profile.model == spec.id else None
+    prefix_counts = served is None or served.prefix_changes_vector
     features: list[PartFeatures] = []
     identity: list[str] = [spec.id]
     counts = {"image": 0, "audio": 0, "video": 0, "pdf": 0}
@@ -163,19 +183,19 @@ def parse_item(
             body, part_task = strip_prefix(text) if prefixed else (text, None)
             task = task or part_task
             features.append(PartFeatures(kind="text", text=body))
-            identity.append(f"t:{text}")
+            identity.append(f"t:{text if prefix_counts else body}")
             continue
         if isinstance(inline, dict):
             mime, modality = _media_type(_pick(inline, "mime_type", "mimeType"), spec, j, fail)
             data = _b64(inline.get("data"), j, fail)
             inline_bytes += len(data)
             digest = blake2b(data, digest_size=16).hexdigest()
-            facts = _inspect(data, mime, modality, digest, cache, lim.max_pdf_pages, j, fail)
+            media = _inspect(data, mime, modality, digest, cache, lim.max_pdf_pages, j, fail)
             counts[modality] += 1
-            _check_media(facts, lim, audio_track, j, fail)
-            _add_tokens(tokens, facts)
+            _check_media(media, lim, audio_track, j, fail)
+            _add_tokens(tokens, media)
             features.append(
-                PartFeatures(kind="media", text=facts.text, key=digest, modality=modality)
+                PartFeatures(kind="media", text=media.text, key=digest, modality=modality)
             )
             identity.append(f"m:{digest}")
             continue
@@ -219,6 +239,8 @@ def parse_item(
             features.insert(0, PartFeatures(kind="text", text=title))
         identity.append(f"task:{task_type}|title:{title}")
         task = task_type
+    elif served is not None and served.task_type_changes_vector and task_type is not None:
+        identity.append(f"taskType:{task_type}")
     return Item(
         parts=features,
         identity=blake2b("\x1f".join(identity).encode(), digest_size=16).hexdigest(),
@@ -226,6 +248,7 @@ def parse_item(
         task=task,
         truncated=truncated,
         tokens=tokens,
+        normalized=served is not None and served.normalized_below_3072,
     )
 
 

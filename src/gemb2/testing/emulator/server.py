@@ -8,6 +8,7 @@ error shapes), so the real ``google-genai`` SDK can be pointed here with
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -17,19 +18,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from gemb2.model.catalog import MODELS, ModelSpec
+from gemb2.model.profile import Profile, load_profile
 from gemb2.testing.emulator import api_errors
-from gemb2.testing.emulator.api_errors import ApiError, Drop
-from gemb2.testing.emulator.api_errors import lookup_model as _lookup
+from gemb2.testing.emulator.api_errors import ApiError, Drop, lookup_model
 from gemb2.testing.emulator.batch_api import BatchApi
 from gemb2.testing.emulator.config import ANSWER_FAULTS, EmulatorConfig
 from gemb2.testing.emulator.contents import Item, MediaCache, parse_item
 from gemb2.testing.emulator.faults import Fault, FaultDrawer, RateLimiter, malformed_answer
 from gemb2.testing.emulator.stats import EmulatorStats
-from gemb2.testing.emulator.vectors import Vector, content_vector, output_values, space_of
+from gemb2.testing.emulator.vectors import Vector, space_of
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +60,28 @@ _LIST = re.compile(r"^/(?P<ver>v1|v1beta|v1alpha|v1beta1)/(?:publishers/[^/]+/)?
 _KEY_IN_QUERY = re.compile(r"(?i)([?&](?:key|api_key|access_token)=)[^&\s]*")
 
 
-class EmulatorApp:
-    """State and request handling, independent of the socket plumbing."""
+# service facts that are also knobs: the profile's value unless the config sets one
+_PROFILE_KNOBS = {
+    "max_batch": "max_requests_per_call",
+    "batch_accepts_media": "batch_accepts_media",
+}
 
-    def __init__(self, config: EmulatorConfig) -> None:
-        self.config = config
+
+class EmulatorApp:
+    """State and request handling, independent of the socket plumbing.
+
+    ``profile`` holds the service's facts it serves (limits, normalisation, what
+    ``taskType`` and prefixes change, Batch Mode's media, error texts) for its model;
+    other models keep the catalog's."""
+
+    def __init__(self, config: EmulatorConfig, profile: Profile | None = None) -> None:
+        self.profile = profile = profile or load_profile()
+        unset = {
+            knob: getattr(profile, fact)
+            for knob, fact in _PROFILE_KNOBS.items()
+            if knob not in config.model_fields_set
+        }
+        self.config = config.model_copy(update=unset) if unset else config
         self.stats = EmulatorStats()
         self.limiter = RateLimiter(config.rate_limit_rpm)
         self.drawer = FaultDrawer(config.seed)
@@ -83,6 +102,13 @@ class EmulatorApp:
                 self.limiter.set_rpm(new.rate_limit_rpm)
             return new
 
+    def spec(self, model: str, ver: str, method: str) -> ModelSpec:
+        """The model a route names with the profile's limits, or the profile's 404."""
+        spec = lookup_model(model, ver, method, self.profile.errors.model_not_found)
+        if spec.id == self.profile.model and spec.limits != self.profile.limits:
+            spec = dataclasses.replace(spec, limits=self.profile.limits)
+        return spec
+
     def sleep(self, seconds: float) -> None:
         """Sleep that ends early when the server stops."""
         if seconds > 0:
@@ -93,10 +119,11 @@ class EmulatorApp:
     def handle_get(self, path: str) -> tuple[int, Any]:
         m = _ROUTE.match(path)
         if m and not m.group("method"):
-            spec = _lookup(m.group("model"), m.group("ver"), "get")
+            spec = self.spec(m.group("model"), m.group("ver"), "get")
             return 200, _model_info(spec)
         if _LIST.match(path):
-            return 200, {"models": [_model_info(s) for s in MODELS.values()]}
+            specs = [self.spec(s.id, "v1beta", "get") for s in MODELS.values()]
+            return 200, {"models": [_model_info(s) for s in specs]}
         raise api_errors.not_found(f"no route for GET {path}")
 
     def handle_post(self, path: str, raw: bytes, api_key: str | None = None) -> tuple[int, Any]:
@@ -121,7 +148,7 @@ class EmulatorApp:
         self.stats.count_request(body, len(raw))
         cfg = self.config
         if cfg.reject_api_key:
-            raise _key_not_valid(api_key)
+            raise _key_not_valid(api_key, self.profile.errors.api_key_invalid)
         answer_fault = self._faults(cfg)
         if parse_error is not None:
             self.sleep(cfg.latency_per_request)
@@ -129,28 +156,24 @@ class EmulatorApp:
         assert body is not None
         ver, method = m.group("ver"), m.group("method")
         vertex = m.group("project") is not None or m.group("publisher") is not None
-        spec = _lookup(m.group("model"), ver, method)
+        spec = self.spec(m.group("model"), ver, method)
         if method == "batchEmbedContents":
             requests = body.get("requests")
             if not isinstance(requests, list) or not requests:
                 raise api_errors.invalid("requests must be a non-empty list")
             if len(requests) > cfg.max_batch:
-                raise api_errors.invalid(
-                    f"* BatchEmbedContentsRequest.requests: at most {cfg.max_batch} "
-                    f"requests can be in one batch (got {len(requests)})"
-                )
+                text = self.profile.errors.too_many_requests
+                raise api_errors.invalid(text.format(max=cfg.max_batch, got=len(requests)))
             for i, r in enumerate(requests):
                 _check_request_model(i, r, spec)
         else:
             requests = [body]
         items = [
-            parse_item(i, r, spec, cfg.dimensions_default, self.media)
+            parse_item(i, r, spec, cfg.dimensions_default, self.media, self.profile)
             for i, r in enumerate(requests)
         ]
         space = space_of(spec.id)
-        vectors = [
-            output_values(content_vector(space, it.parts, it.identity), it.dims) for it in items
-        ]
+        vectors = [it.values(space) for it in items]
         self.stats.count_items(
             len(items), [it.task for it in items if it.task], [it.dims for it in items]
         )
@@ -185,12 +208,12 @@ class EmulatorApp:
             return fault
         if fault.kind == "429":
             raise api_errors.resource_exhausted(
-                fault.retry_delay, "Resource has been exhausted (e.g. check quota)."
+                fault.retry_delay, self.profile.errors.resource_exhausted
             )
         if fault.kind == "500":
-            raise api_errors.internal()
+            raise api_errors.internal(self.profile.errors.internal)
         if fault.kind == "503":
-            raise api_errors.unavailable()
+            raise api_errors.unavailable(self.profile.errors.unavailable)
         if fault.kind == "drop":
             raise Drop()
         if fault.kind == "slow":
@@ -198,11 +221,11 @@ class EmulatorApp:
         return None
 
 
-def _key_not_valid(api_key: str | None) -> ApiError:
+def _key_not_valid(api_key: str | None, text: str) -> ApiError:
     """Google's answer to a key it refuses, echoing the key as the message does."""
     return ApiError(
         403,
-        f"API key not valid. Please pass a valid API key. (key: {api_key or 'none'})",
+        f"{text} (key: {api_key or 'none'})",
         details=[
             {
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -438,6 +461,8 @@ class Emulator:
     """A local stand-in for the Gemini API's embedding endpoints, on a background thread.
 
     ``with Emulator(port=0) as emu: ... emu.base_url`` - port 0 picks a free port.
+    ``profile`` (a ``Profile``, a bundled profile's name or a JSON/TOML file) sets the
+    service facts it serves; the default is gemb2's defaults.
     """
 
     def __init__(
@@ -445,10 +470,11 @@ class Emulator:
         port: int = 0,
         config: EmulatorConfig | None = None,
         host: str = "127.0.0.1",
+        profile: Profile | str | Path | None = None,
     ) -> None:
         self.host = host
         self._port = port
-        self._app = EmulatorApp(config or EmulatorConfig())
+        self._app = EmulatorApp(config or EmulatorConfig(), load_profile(profile))
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -459,6 +485,11 @@ class Emulator:
     @property
     def stats(self) -> EmulatorStats:
         return self._app.stats
+
+    @property
+    def profile(self) -> Profile:
+        """The service facts served (read-only: start another emulator for others)."""
+        return self._app.profile
 
     @property
     def port(self) -> int:

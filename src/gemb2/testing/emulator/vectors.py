@@ -187,9 +187,13 @@ def content_vector(space: str, parts: Sequence[PartFeatures], identity: str) -> 
     return _unit(acc)
 
 
-def output_values(full: Vector, dims: int) -> Vector:
-    """The first ``dims`` values, not re-normalised below 3072 (as Google's launch notes say)."""
-    return full if dims >= FULL_DIM else np.ascontiguousarray(full[:dims])
+def output_values(full: Vector, dims: int, *, normalize: bool = False) -> Vector:
+    """The first ``dims`` values; below 3072 re-normalised only when ``normalize`` (the
+    default profile follows Google's launch notes: not re-normalised)."""
+    if dims >= FULL_DIM:
+        return full
+    head = np.ascontiguousarray(full[:dims])
+    return _unit(head) if normalize else head
 
 
 def space_of(model_id: str) -> str:
