@@ -3,6 +3,7 @@
 from gemb2.batch.jobs import BatchEmbedder, BatchResult, JobStore
 from gemb2.engine.cache import VectorCache
 from gemb2.engine.embedder import Embedder, embed
+from gemb2.engine.planning import PreparedItem
 from gemb2.engine.settings import EmbedSettings
 from gemb2.engine.usage import Usage
 from gemb2.engine.vectors import normalize, truncate
@@ -47,6 +48,7 @@ __all__ = [
     "MediaReadError",
     "ModelMismatchError",
     "ModelSpec",
+    "PreparedItem",
     "RateLimitError",
     "ResponseMismatchError",
     "RetryExhaustedError",
