@@ -90,7 +90,9 @@ def attempts(
             yield Pause(wait)
         try:
             answer = yield send
-        except BaseException as exc:  # a cancelled call was sent all the same
+        except GeneratorExit:  # the driver dropped the call before sending it (cancelled)
+            raise
+        except BaseException as exc:  # a call cancelled while posting was sent all the same
             count(usage, attempt, exc)
             if not isinstance(exc, Exception):
                 raise
