@@ -5,6 +5,7 @@ from gemb2.batch.records import BatchResult
 from gemb2.batch.store import JobStore
 from gemb2.engine.cache import VectorCache
 from gemb2.engine.embedder import Embedder, embed
+from gemb2.engine.planning import PreparedItem
 from gemb2.engine.settings import EmbedSettings
 from gemb2.engine.usage import Usage
 from gemb2.engine.vectors import normalize, truncate
@@ -50,6 +51,7 @@ __all__ = [
     "MediaReadError",
     "ModelMismatchError",
     "ModelSpec",
+    "PreparedItem",
     "Profile",
     "RateLimitError",
     "ResponseMismatchError",

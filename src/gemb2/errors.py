@@ -126,11 +126,23 @@ class RetryExhaustedError(APIError):
 class ResponseMismatchError(APIError):
     """An answer that cannot be used: not JSON, another number of vectors than items
     sent, a vector of the wrong dimension, NaN, infinity or zero. ``items`` are the input
-    positions of the batch it answered. The Embedder retries it as a fault on the wire;
-    when retries run out it is the ``last`` of a ``RetryExhaustedError``."""
+    positions of the batch it answered; ``item`` the one whose vector is at fault (None
+    when the answer as a whole is) and ``reason`` what is wrong, so no caller parses the
+    message. The Embedder retries it as a fault on the wire; when retries run out it is
+    the ``last`` of a ``RetryExhaustedError``."""
 
-    def __init__(self, message: str, *, items: Sequence[int] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        items: Sequence[int] = (),
+        item: int | None = None,
+        reason: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.items = tuple(items)
+        self.item = item
+        self.reason = redact(reason if reason is not None else message)
         super().__init__(message, **kwargs)
 
 

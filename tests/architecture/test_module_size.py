@@ -15,10 +15,6 @@ PACKAGES = (
 )
 MAX_LINES = 600
 
-# TEMPORARY: modules other helpers are splitting right now. The lead removes this
-# allow-list (and its entries) when those branches are merged.
-PENDING = {"gemb2/engine/embedder.py"}
-
 
 def _line_count(path: Path) -> int:
     return len(path.read_text(encoding="utf-8").splitlines())
@@ -47,18 +43,8 @@ def test_an_oversized_module_is_named(tmp_path: Path) -> None:
     assert _oversized(tmp_path, ("pkg",)) == {"pkg/sub/big.py": MAX_LINES + 1}
 
 
-def test_pending_entries_are_real() -> None:
-    """The allow-list cannot rot: each entry exists and is still over the limit."""
-    for rel in sorted(PENDING):
-        path = SRC / rel
-        assert path.is_file(), f"PENDING lists src/{rel}, which does not exist: remove it"
-        assert _line_count(path) > MAX_LINES, (
-            f"src/{rel} is {_line_count(path)} lines now: remove it from PENDING"
-        )
-
-
 def test_no_module_over_600_lines() -> None:
-    over = {rel: n for rel, n in _oversized(SRC, PACKAGES).items() if rel not in PENDING}
+    over = _oversized(SRC, PACKAGES)
     assert over == {}, f"modules over {MAX_LINES} lines (split them by concern):\n" + "\n".join(
         f"  src/{rel}: {n} lines" for rel, n in sorted(over.items())
     )

@@ -310,6 +310,21 @@ def test_a_bad_row_is_reported_by_position_in_a_typed_error() -> None:
     assert checked_rows([[1.0, 0.0], [0.0, 0.0]], normalize=False)[1] == [0.0, 0.0]
 
 
+def test_prepare_returns_public_prepared_items() -> None:
+    """``prepare`` is public and so is what it returns: checked, conditioned items that
+    Batch Mode and the wrappers build on, before any call."""
+    from gemb2 import PreparedItem
+
+    emb = Embedder(base_url="http://127.0.0.1:1", dimensions=128, cache=VectorCache())
+    doc, query = emb.prepare(["a cat"]) + emb.prepare(["a cat"], role="query")
+    assert isinstance(doc, PreparedItem) and isinstance(query, PreparedItem)
+    assert (doc.index, doc.modality, doc.text) == (0, "text", "title: none | text: a cat")
+    assert query.text == "task: search result | query: a cat"
+    assert doc.tokens["text"] > 0 and doc.size == len(doc.text.encode())
+    assert doc.key and doc.key != query.key  # cache addresses differ by role
+    assert emb.usage.requests == 0
+
+
 def test_a_failing_on_batch_stops_further_calls(emulator: Emulator) -> None:
     """When storing a batch fails, the calls not yet started are cancelled (they would be
     paid for and thrown away); the batches stored before it stay stored."""

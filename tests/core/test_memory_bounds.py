@@ -113,6 +113,40 @@ async def test_inflight_byte_budget_async(emulator: Emulator, images: list[Path]
     await emb.aclose()
 
 
+async def test_a_cancelled_aembed_sends_nothing_more_and_gives_its_budget_back(
+    emulator: Emulator, images: list[Path]
+) -> None:
+    """Cancelling ``aembed`` (a timeout, a closed request) cancels its calls: the ones in
+    flight give their share of the byte budget back, the ones waiting are never sent."""
+    import asyncio
+
+    emulator.configure(latency_per_request=3.0)
+    size = max(p.stat().st_size for p in images)
+    emb = Embedder(
+        base_url=emulator.base_url,
+        dimensions=128,
+        max_call_bytes=size,
+        max_inflight_bytes=2 * size,  # two images in flight at a time, 12 calls
+    )
+    run = asyncio.ensure_future(emb.aembed(images))
+    for _ in range(600):  # until both calls are in flight (no fixed sleep)
+        if emulator.stats.requests >= 2:
+            break
+        await asyncio.sleep(0.05)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    budget = next(iter(emb._abudgets.values()))
+    for _ in range(1200):  # the cancelled calls unwind on the loop
+        if budget.used == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert budget.used == 0
+    assert emulator.stats.requests == 2 == emb.usage.requests  # both were sent: counted
+    assert emb.usage.items == 0
+    await emb.aclose()
+
+
 def test_text_never_waits_for_the_byte_budget(emulator: Emulator) -> None:
     emb = Embedder(base_url=emulator.base_url, dimensions=128, max_inflight_bytes=1)
     assert len(emb.embed([f"text {i}" for i in range(250)])) == 250

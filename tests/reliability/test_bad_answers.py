@@ -131,6 +131,55 @@ def test_bad_answers_past_the_retry_budget_raise_a_typed_error_naming_the_batch(
     assert emulator.stats.requests == 3
 
 
+# the structured fields of each bad answer's error: the item at fault (None: the whole
+# answer) and what is wrong, without its position
+FIELDS = {
+    "truncated": (None, "the answer is not valid JSON"),
+    "nan": (None, "the answer is not valid JSON"),
+    "wrong_count": (None, "sent 3 items but the service returned 2 vectors"),
+    "wrong_dim": (0, f"got a {DIMS - 1}-d vector, asked for {DIMS}"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_ANSWERS)
+def test_the_error_of_a_bad_answer_carries_the_item_and_the_reason(
+    emulator: Emulator, kind: str
+) -> None:
+    """Which item was at fault, and why, are fields of the error: a caller (the CLI, an
+    indexer skipping one item) reads them instead of parsing the message."""
+    emulator.configure(fault_rate=1.0, faults=(kind,))
+    emb = _embedder(emulator, max_retries=0)
+    with pytest.raises(RetryExhaustedError) as info:
+        emb.embed(TEXTS)
+    last = info.value.last
+    assert isinstance(last, ResponseMismatchError)
+    item, reason = FIELDS[kind]
+    assert last.item == item and last.items == (0, 1, 2)
+    assert last.reason.startswith(reason)
+    where = f"item {item}: " if item is not None else ""
+    assert str(last) == f"bad answer for items 0..2: {where}{last.reason}"
+
+
+def test_a_zero_vector_names_its_item_in_a_field() -> None:
+    from gemb2.engine.vectors import BadVectorError, checked_rows
+    from gemb2.transport.base import CallResult
+
+    emb = Embedder(base_url="http://127.0.0.1:1", dimensions=DIMS)
+    batch = emb.prepare(TEXTS)
+    good = [1.0] * DIMS
+    with pytest.raises(ResponseMismatchError) as info:
+        emb._validate(batch, CallResult([good, good, [0.0] * DIMS], None))
+    assert (info.value.item, info.value.reason) == (2, "vector is zero or holds NaN or infinity")
+    # rows that are not one matrix of numbers: a typed error too, with no row to name
+    with pytest.raises(BadVectorError) as rows:
+        checked_rows([[1.0, 2.0], ["x", 1.0]], normalize=True)
+    assert rows.value.row is None and isinstance(rows.value, ValueError)
+    assert rows.value.reason == "vectors of different lengths, or values that are not numbers"
+    with pytest.raises(ResponseMismatchError) as whole:
+        emb._validate(batch, CallResult([good, good, ["x"] * DIMS], None))  # type: ignore[list-item]
+    assert whole.value.item is None and whole.value.reason == rows.value.reason
+
+
 async def test_the_async_path_retries_bad_answers_and_gives_up_the_same_way(
     emulator: Emulator,
 ) -> None:

@@ -471,8 +471,6 @@ class BatchEmbedder:
             return vec.checked_rows([values], normalize=self.embedder.settings.normalize)[0]
         except vec.BadVectorError as exc:
             raise ResponseMismatchError(f"item {key}: {exc.reason}") from exc
-        except ValueError as exc:
-            raise ResponseMismatchError(f"item {key}: {exc}") from exc
 
     def _fallback(self, todo: list[tuple[StoredItem, ItemFailure]], result: BatchResult) -> None:
         """Embed online the media items Batch Mode did not accept, one by one so a bad

@@ -18,6 +18,7 @@ from google.genai import types
 
 from gemb2.batch.records import CostEstimate
 from gemb2.engine.embedder import Embedder
+from gemb2.engine.planning import PreparedItem
 from gemb2.errors import InputError
 from gemb2.ingest.loading import file_hash, load_file, source_path
 from gemb2.inputs.media import Item, Media
@@ -30,7 +31,7 @@ _LINE_OVERHEAD = 160  # JSON around one request: key, field names, options
 class _Entry:
     key: str
     item: Item
-    prepared: Any  # embedder._Prepared
+    prepared: PreparedItem
     payload: Any
 
 

@@ -5,6 +5,12 @@ Owns: settings (every setting's default, bounds, environment variable and doc li
 the byte budgets), concurrency, rate limiting, retries, the vector cache, decoding and
 checking answers, normalisation, usage and cost. Talks to the network only through a
 ``gemb2.transport.Transport``; knows nothing of Chroma, files on disk or frameworks.
+
+``embedder`` holds the ``Embedder`` and its two thin drivers (threads, asyncio);
+``planning`` what a run shares whichever driver sends (``PreparedItem``, cache hits,
+identical items sent once, cutting calls, landing answers, the run's failure);
+``calls`` the one step logic of a batch call (rate limiter turn, send, count, retry or
+give up, check the answer); ``budget`` the in-flight byte budget.
 ``settings_schema`` is what the wrappers derive their fields from (it names frameworks only
 in its table of the names each one renames).
 """

@@ -29,26 +29,30 @@ def truncate(vector: Sequence[float], dimensions: int, *, renormalize: bool = Tr
 
 
 class BadVectorError(ValueError):
-    """One row of an answer cannot be used; ``row`` is its position in the answer."""
+    """Rows of an answer that cannot be used: ``row`` is the bad one's position in the
+    answer, None when the rows as a whole are not one matrix of numbers; ``reason`` says
+    what is wrong."""
 
-    def __init__(self, row: int, reason: str) -> None:
+    def __init__(self, row: int | None, reason: str) -> None:
         self.row = row
         self.reason = reason
-        super().__init__(f"row {row}: {reason}")
+        super().__init__(f"row {row}: {reason}" if row is not None else reason)
 
 
 def checked_rows(rows: Sequence[Sequence[float]], *, normalize: bool) -> list[list[float]]:
     """Vectors from the service, refused if any is non-finite (or zero, when normalising),
     normalised row by row so a vector comes out the same whatever batch it arrived in.
 
-    Raises ``BadVectorError`` naming the row, or ``ValueError`` when the rows are not
+    Raises ``BadVectorError`` naming the row, or with ``row`` None when the rows are not
     one matrix of numbers."""
     try:
         arr = np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("vectors of different lengths, or values that are not numbers") from None
+        raise BadVectorError(
+            None, "vectors of different lengths, or values that are not numbers"
+        ) from None
     if arr.ndim != 2:
-        raise ValueError("vectors of different lengths")
+        raise BadVectorError(None, "vectors of different lengths")
     # a reduction along each contiguous row gives the same norm whatever rows sit beside it
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
         norms = np.linalg.norm(arr, axis=1)

@@ -75,7 +75,11 @@ def batch_embed_request(
 
 class MalformedAnswer(ValueError):
     """A 200 whose body is not an answer (cut short, not JSON, a bare NaN, the wrong
-    shape): a fault on the wire, worth another try."""
+    shape): a fault on the wire, worth another try. ``reason`` says what is wrong."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 def batch_embed_vectors(body: str) -> tuple[list[list[float]], int | None]:
