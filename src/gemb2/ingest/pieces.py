@@ -31,7 +31,7 @@ from gemb2.inputs.media import Item, Media
 from gemb2.inputs.tokens import estimate_tokens
 from gemb2.model.catalog import Limits
 from gemb2.model.tasks import PREFIX_TOKENS
-from gemb2.segment import Segment, split_pdf, split_text
+from gemb2.segment import split_pdf, text_segments
 
 # -- the schema -----------------------------------------------------------------------
 
@@ -98,15 +98,7 @@ def text_pieces(text: str, limits: Limits, *, source: str) -> list[Item]:
     ``file_hash`` is the text's); [] for blank text."""
     if not text.strip():
         return []
-    budget = max(1, limits.max_tokens - PREFIX_TOKENS)  # room for the task prefix
-    if estimate_tokens(text) <= budget:
-        cut = [
-            Segment(
-                None, text, "text/plain", "text", source, 0, 1, char_start=0, char_end=len(text)
-            )
-        ]
-    else:
-        cut = split_text(text, max_tokens=budget, name=source)
+    cut = text_segments(text, source, limits.max_tokens)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return [
         Item(parts=(seg.text or "",), metadata=piece_meta(source, seg, digest, len(cut)))

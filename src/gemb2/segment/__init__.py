@@ -16,7 +16,7 @@ from gemb2.segment.files import segment_file
 from gemb2.segment.image import fit_image, shrink_image
 from gemb2.segment.pdf import split_pdf
 from gemb2.segment.record import Segment
-from gemb2.segment.text import split_text
+from gemb2.segment.text import split_text, text_segments
 
 __all__ = [
     "Segment",
@@ -26,4 +26,5 @@ __all__ = [
     "split_media",
     "split_pdf",
     "split_text",
+    "text_segments",
 ]

@@ -12,14 +12,13 @@ from pathlib import Path
 
 from gemb2.errors import InputError, MediaReadError, UnsupportedMediaError
 from gemb2.inputs import probe
-from gemb2.inputs.tokens import estimate_tokens
 from gemb2.model.catalog import Limits
 from gemb2.segment.av_scan import _AV_FAMILY, _head, _keep, _read_whole, _scan
 from gemb2.segment.av_split import _check_overlap, _split_scanned
 from gemb2.segment.image import fit_image, shrink_image
 from gemb2.segment.pdf import split_pdf
 from gemb2.segment.record import Segment, _supported_list
-from gemb2.segment.text import split_text
+from gemb2.segment.text import text_segments
 
 __all__ = ["segment_file"]
 
@@ -109,14 +108,7 @@ def segment_file(
 
 
 def _segment_text(data: bytes, name: str, limits: Limits) -> list[Segment]:
-    from gemb2.model.tasks import PREFIX_TOKENS
-
     text = data.decode("utf-8-sig")
     if not text.strip():
         raise InputError("text file is empty", source=name)
-    budget = max(1, limits.max_tokens - PREFIX_TOKENS)  # room for the task prefix
-    if estimate_tokens(text) <= budget:
-        return [
-            Segment(None, text, "text/plain", "text", name, 0, 1, char_start=0, char_end=len(text))
-        ]
-    return split_text(text, max_tokens=budget, name=name)
+    return text_segments(text, name, limits.max_tokens)

@@ -179,3 +179,17 @@ def split_text(
         )
         for index, (s, e) in enumerate(spans)
     ]
+
+
+def text_segments(text: str, name: str, max_tokens: int) -> list[Segment]:
+    """A text as the pieces an item may be, leaving room for the task prefix within
+    ``max_tokens``: one piece when it fits, else ``split_text``'s. The one rule for text
+    read from a file and text a framework hands over."""
+    from gemb2.model.tasks import PREFIX_TOKENS
+
+    budget = max(1, max_tokens - PREFIX_TOKENS)
+    if estimate_tokens(text) <= budget:
+        return [
+            Segment(None, text, "text/plain", "text", name, 0, 1, char_start=0, char_end=len(text))
+        ]
+    return split_text(text, max_tokens=budget, name=name)
