@@ -425,3 +425,19 @@ def test_an_embedded_store_is_written_as_before(emulator: Emulator, tmp_path: Pa
         if meta["source"] == str(long):
             assert doc == text[meta["char_start"] : meta["char_end"]]
             assert len(doc.encode()) > MAX_DOC  # whole
+
+
+def test_write_limits_are_settable_from_python(
+    emulator: Emulator, proxy: RecordingProxy, cached_corpus: tuple[Path, Path]
+) -> None:
+    corpus, cache = cached_corpus
+    ef = GeminiEmbeddingFunction(base_url=emulator.base_url, dimensions=DIMS)
+    col = open_collection(client_for(proxy.url), "limits-python", ef)
+    limits = ChromaWriteLimits(max_records_per_write=120, max_concurrent_writes=1)
+    proxy.reset(hold_writes=2)  # a second write in flight would be let through at once
+    proxy.hold_seconds = 1.0
+    with _cached_embedder(emulator, cache) as emb:
+        report = index_paths([corpus], col, emb, chunk_items=1000, write_limits=limits)
+    assert [w.records for w in proxy.writes] == [120] * 6 + [80]
+    assert proxy.max_in_flight == 1
+    assert report.items_written == 800 == col.count()
