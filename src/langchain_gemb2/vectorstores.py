@@ -13,6 +13,8 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStore
 
+from gemb2.stores.writer import write_records
+
 from .embeddings import GeminiEmbeddings
 from .loaders import document_id
 
@@ -49,7 +51,8 @@ def add_media_documents(
     metadatas = [dict(d.metadata) or None for d in docs]
     collection = _chroma_collection(vectorstore)
     if collection is not None:
-        collection.upsert(ids=ids, embeddings=vectors, metadatas=metadatas, documents=texts)
+        # within the collection's write limits (Chroma Cloud's on a server)
+        write_records(collection, ids, vectors, metadatas=metadatas, documents=texts)
     elif hasattr(vectorstore, "add_embeddings"):
         vectorstore.add_embeddings(
             text_embeddings=list(zip(texts, vectors, strict=True)),

@@ -16,15 +16,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from gemb2.cli.store import add_write_limit_arguments
+
 if TYPE_CHECKING:
     from gemb2.batch.embedder import BatchEmbedder
     from gemb2.batch.records import JobRecord
     from gemb2.batch.store import JobStore
     from gemb2.engine.embedder import Embedder, OnBatch
     from gemb2.inputs.media import Item
+    from gemb2.stores.limits import ChromaWriteLimits
 
 STORE_FILE = "batch-jobs.sqlite"
-UPSERT_CHUNK = 1000
 
 
 def add_arguments_index(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +74,7 @@ def add_jobs_parser(subparsers: Any) -> None:
     )
     c.add_argument("--collection", help="store into this collection instead of the job's")
     _job_options(c, suppress=True)
+    add_write_limit_arguments(c)
 
 
 def _job_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -193,10 +196,17 @@ def record(item: Item) -> dict[str, Any]:
 
 
 def store_records(
-    collection: Any, keys: list[str], vectors: list[list[float]], payloads: Iterable[Any]
+    collection: Any,
+    keys: list[str],
+    vectors: list[list[float]],
+    payloads: Iterable[Any],
+    limits: ChromaWriteLimits | None = None,
 ) -> None:
-    """Upsert records in chunks the Chroma server accepts; a payload's ``copies`` (the
-    records of identical items, submitted once) are stored with the same vector."""
+    """Upsert records within the store's write limits (``ChromaWriter``); a payload's
+    ``copies`` (the records of identical items, submitted once) are stored with the same
+    vector."""
+    from gemb2.stores.writer import ChromaWriter
+
     rows: list[Any] = []
     all_keys, all_vectors = [], []
     for key, vector, payload in zip(keys, vectors, payloads, strict=True):
@@ -204,17 +214,13 @@ def store_records(
             all_keys.append(k)
             all_vectors.append(vector)
             rows.append(p)
-    keys, vectors = all_keys, all_vectors
-    for start in range(0, len(keys), UPSERT_CHUNK):
-        end = start + UPSERT_CHUNK
-        chunk = rows[start:end]
-        collection.upsert(
-            ids=keys[start:end],
-            embeddings=vectors[start:end],
-            metadatas=[p["metadata"] for p in chunk],
-            documents=[p["document"] for p in chunk],
-            uris=[p["uri"] for p in chunk],
-        )
+    ChromaWriter(collection, limits).upsert(
+        all_keys,
+        all_vectors,
+        metadatas=[p["metadata"] for p in rows],
+        documents=[p["document"] for p in rows],
+        uris=[p["uri"] for p in rows],
+    )
 
 
 def _copies(payload: Any) -> list[dict[str, Any]]:
@@ -225,13 +231,14 @@ def submit_index(args: argparse.Namespace, session: Any) -> int:
     """Plan the files as ``gemb2 index`` would and submit the pieces to Batch Mode."""
     from gemb2.batch.embedder import BatchEmbedder
     from gemb2.batch.store import JobStore
-    from gemb2.cli.store import _client, _collection
+    from gemb2.cli.store import _client, _collection, write_limits
     from gemb2.engine.cache import VectorCache
     from gemb2.errors import InputError
     from gemb2.ingest.indexer import index_paths
 
     if getattr(args, "rerank_dims", None):
         raise InputError("--batch-mode cannot be combined with --rerank-dims yet")
+    limits = write_limits(args)
     client = _client(args)
     collection, ef = _collection(
         client, args.collection, session, model=args.model, dimensions=args.dimensions
@@ -256,6 +263,7 @@ def submit_index(args: argparse.Namespace, session: Any) -> int:
         cast("Embedder", planner),
         progress=not args.quiet,
         on_skip=on_skip,
+        write_limits=limits,
     )
     online_stored = 0  # cache hits, stored by on_online
 
@@ -263,7 +271,7 @@ def submit_index(args: argparse.Namespace, session: Any) -> int:
 
     def on_online(keys: list[str], vectors: list[list[float]]) -> None:
         nonlocal online_stored
-        store_records(collection, keys, vectors, [payloads[k] for k in keys])
+        store_records(collection, keys, vectors, [payloads[k] for k in keys], limits)
         online_stored += len(keys) + sum(len(_copies(payloads[k])) for k in keys)
 
     sub = batch.submit(
@@ -307,7 +315,9 @@ def submit_index(args: argparse.Namespace, session: Any) -> int:
         code = 0
         for job in sub.jobs:
             batch.wait(job.name, poll_interval=0.2)
-            code = max(code, _collect_into(batch, job, collection, args, fallback=True))
+            code = max(
+                code, _collect_into(batch, job, collection, args, fallback=True, limits=limits)
+            )
         return code
     db = f" --db {args.db}" if str(args.db) != "gemb2-db" else ""
     for job in sub.jobs:
@@ -388,12 +398,13 @@ def _list(args: argparse.Namespace, session: Any, store: JobStore) -> int:
 def _collect(args: argparse.Namespace, session: Any, store: JobStore) -> int:
     from gemb2.batch.embedder import BatchEmbedder
     from gemb2.batch.records import JobPendingError
-    from gemb2.cli.store import _client, _collection
+    from gemb2.cli.store import _client, _collection, write_limits
     from gemb2.engine.cache import VectorCache
 
     job = store.get(args.job)
     name = args.collection or job.context.get("collection") or "gemb2"
     args.chroma_url = args.chroma_url or job.context.get("chroma_url")
+    limits = write_limits(args)
     client = _client(args)
     collection, ef = _collection(client, name, session, model=job.model, dimensions=job.dimensions)
     ef.embedder.cache = VectorCache(Path(args.db) / "vector-cache.sqlite")
@@ -412,7 +423,9 @@ def _collect(args: argparse.Namespace, session: Any, store: JobStore) -> int:
             print(f"gemb2 jobs collect: {exc}", file=sys.stderr)
             return 1
     try:
-        return _collect_into(batch, job, collection, args, fallback=not args.no_fallback)
+        return _collect_into(
+            batch, job, collection, args, fallback=not args.no_fallback, limits=limits
+        )
     except JobPendingError as exc:
         print(f"gemb2 jobs collect: {exc}; or pass --wait", file=sys.stderr)
         return 1
@@ -425,13 +438,14 @@ def _collect_into(
     args: argparse.Namespace,
     *,
     fallback: bool,
+    limits: ChromaWriteLimits | None = None,
 ) -> int:
     """Store a finished job's vectors; report failed and fallen-back items. 1 if any failed."""
     from gemb2.batch.records import money
 
     t0 = time.monotonic()
     result = batch.collect(job.name, fallback_online=fallback)
-    store_records(collection, result.keys, result.vectors, result.payloads)
+    store_records(collection, result.keys, result.vectors, result.payloads, limits)
     stored = len(result.keys) + sum(len(_copies(p)) for p in result.payloads)
     name = getattr(collection, "name", "?")
     for f in result.fallback:

@@ -15,7 +15,13 @@ from typing import Any
 from gemb2 import __version__
 from gemb2.cli import batch as batch_cli
 from gemb2.cli import doctor
-from gemb2.cli.store import _client, _collection, _stored_settings
+from gemb2.cli.store import (
+    _client,
+    _collection,
+    _stored_settings,
+    add_write_limit_arguments,
+    write_limits,
+)
 from gemb2.engine.settings import API_KEY_ENV_VARS
 from gemb2.errors import Gemb2Error, InputError, StoreError
 from gemb2.model.catalog import DEFAULT_MODEL
@@ -93,6 +99,7 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
 
     if args.batch_mode:
         return batch_cli.submit_index(args, session)
+    limits = write_limits(args)  # a bad flag is refused before any work
     client = _client(args)
     extra = {}
     if args.rerank_dims:
@@ -124,6 +131,7 @@ def cmd_index(args: argparse.Namespace, session: _Session) -> int:
             progress=not args.quiet,
             on_skip=_print_skip,
             report=report,
+            write_limits=limits,
         )
     except StoreError:
         raise  # its one line says what failed, what is stored and that a re-run resumes
@@ -255,9 +263,11 @@ def cmd_migrate(args: argparse.Namespace, session: _Session) -> int:
     from gemb2.engine.cache import VectorCache
     from gemb2.ingest.indexer import bound_malloc, index_paths
     from gemb2.ingest.loading import source_name, source_path
+    from gemb2.stores.writer import write_records
 
     bound_malloc()  # this process is ours: hand large freed buffers back (see its doc)
 
+    limits = write_limits(args)
     client = _client(args)
     source = client.get_collection(args.from_collection)
     records = source.get(include=["metadatas", "documents"])
@@ -277,14 +287,16 @@ def cmd_migrate(args: argparse.Namespace, session: _Session) -> int:
     )
     if args.db and not args.chroma_url:
         ef.embedder.cache = VectorCache(Path(args.db) / "vector-cache.sqlite")
-    report = index_paths(present, target, ef.embedder, progress=not args.quiet)
+    report = index_paths(present, target, ef.embedder, progress=not args.quiet, write_limits=limits)
     if loose:
         vectors = ef.embedder.embed([d for _, d in loose], role="document")
-        target.upsert(
-            ids=[rid for rid, _ in loose],
-            embeddings=vectors,
+        write_records(
+            target,
+            [rid for rid, _ in loose],
+            vectors,
             documents=[d for _, d in loose],
             metadatas=[{"modality": "text", "migrated_from": args.from_collection}] * len(loose),
+            limits=limits,
         )
     for f in missing:
         print(f"skipped {source_name(f)[0]}: source file no longer exists", file=sys.stderr)
@@ -341,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="store N-d heads for search and full vectors in a side store (see search --rerank)",
     )
     common(p)
+    add_write_limit_arguments(p)
     batch_cli.add_arguments_index(p)
     p = sub.add_parser("search", help="search an indexed collection")
     p.add_argument("query", nargs="?", help="text query")
@@ -361,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-collection", required=True)
     p.add_argument("--to-collection", required=True)
     common(p)
+    add_write_limit_arguments(p)
     batch_cli.add_jobs_parser(sub)
     p = sub.add_parser("emulator", help="run the offline Gemini API stand-in")
     from gemb2.testing.emulator.cli import add_arguments

@@ -34,6 +34,8 @@ from gemb2.errors import InputError, StoreError
 from gemb2.ingest.loading import file_hash, load_file, source_name, walk
 from gemb2.ingest.pieces import describe
 from gemb2.inputs.media import Item
+from gemb2.stores.limits import ChromaWriteLimits
+from gemb2.stores.writer import ChromaWriter
 
 
 @dataclass
@@ -91,6 +93,7 @@ def index_paths(
     progress: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
     report: IndexReport | None = None,
+    write_limits: ChromaWriteLimits | None = None,
 ) -> IndexReport:
     """Embed every new or changed file under ``paths`` into ``collection``.
 
@@ -101,10 +104,16 @@ def index_paths(
 
     ``report`` (optional) is filled in as the run goes, so a caller still has the
     counts when an error ends the run; a failing store raises ``StoreError``, whose
-    ``report`` is the same object."""
+    ``report`` is the same object.
+
+    Writes keep to ``write_limits`` (default: Chroma Cloud's quotas when the collection is
+    on a server, none of ours when embedded; see ``gemb2.stores.limits``): a text piece
+    whose document is over the byte limit is stored cut and marked
+    ``document_truncated``, its vector still that of the full text, which
+    ``gemb2.ingest.pieces.load_piece(metadata)`` rebuilds from the file."""
     report = report if report is not None else IndexReport()
     report.usage = embedder.usage
-    store = _Store(collection, report, _secrets(embedder))
+    store = _Store(collection, report, _secrets(embedder), write_limits)
     pending: list[tuple[str, Item]] = []
     obsolete: list[str] = []  # a re-planned file's records its plan no longer has
 
@@ -296,35 +305,49 @@ def _stored_vectors(
 
 class _Store:
     """The collection's reads, writes and deletes; any failure is raised as ``StoreError``
-    saying what failed, what this run stored, and that a re-run resumes."""
+    saying what failed, what this run stored, and that a re-run resumes. Writes and
+    deletes go through one ``ChromaWriter`` (its limits: records per write, document and
+    URI bytes, writes in flight)."""
 
-    def __init__(self, collection: Any, report: IndexReport, secrets: Sequence[str]) -> None:
+    def __init__(
+        self,
+        collection: Any,
+        report: IndexReport,
+        secrets: Sequence[str],
+        limits: ChromaWriteLimits | None = None,
+    ) -> None:
         self.collection = collection
         self.report = report
         self.secrets = secrets
+        self.writer = ChromaWriter(collection, limits)
 
     def get(self, **kwargs: Any) -> Any:
         return self._do("reading from", lambda: self.collection.get(**kwargs))
 
     def delete(self, ids: list[str]) -> None:
-        self._do("deleting from", lambda: self.collection.delete(ids=ids))
+        self._do("deleting from", lambda: self.writer.delete(ids))
 
     def write(self, records: list[tuple[str, Item]], vectors: list[list[float]]) -> None:
+        def written(n: int) -> None:  # each acknowledged write, as it lands
+            self.report.items_written += n
+
         self._do(
             "writing to",
-            lambda: self.collection.upsert(
-                ids=[rid for rid, _ in records],
-                embeddings=vectors,
+            lambda: self.writer.upsert(
+                [rid for rid, _ in records],
+                vectors,
                 metadatas=[dict(it.metadata) for _, it in records],
                 documents=[describe(it) for _, it in records],
                 uris=[str(it.metadata["source"]) for _, it in records],
+                on_written=written,
             ),
         )
-        self.report.items_written += len(records)
 
     def _do(self, doing: str, op: Callable[[], Any]) -> Any:
         try:
             return op()
+        except InputError:
+            raise  # a record these limits cannot take: its own clear message
         except Exception as exc:
             n = self.report.items_written
             raise StoreError(

@@ -21,6 +21,7 @@ import numpy as np
 from gemb2.engine.embedder import Embedder
 from gemb2.errors import ConfigError, ModelMismatchError
 from gemb2.inputs.media import ItemLike
+from gemb2.stores.writer import ChromaWriter
 
 PAGE_SIZE = 8192  # bytes per SQLite page of a new side store
 MMAP_SIZE = 1 << 31  # bytes SQLite may map for reads (address space, not memory; capped by SQLite)
@@ -164,17 +165,18 @@ class MatryoshkaIndex:
         documents: Sequence[str] | None = None,
     ) -> None:
         """Embed (or take) full vectors; the side store is written first so that every
-        id in the small index can be re-ranked."""
+        id in the small index can be re-ranked. Written within the collection's write
+        limits (``ChromaWriter``)."""
         if vectors is None:
             if inputs is None:
                 raise ConfigError("give inputs to embed or vectors")
             vectors = self.embedder.embed(inputs, role="document")
-        kwargs: dict[str, Any] = {}
-        if metadatas is not None:
-            kwargs["metadatas"] = list(metadatas)
-        if documents is not None:
-            kwargs["documents"] = list(documents)
-        self.as_collection().upsert(ids, vectors, **kwargs)
+        ChromaWriter(self.as_collection()).upsert(
+            ids,
+            vectors,
+            metadatas=list(metadatas) if metadatas is not None else None,
+            documents=list(documents) if documents is not None else None,
+        )
 
     add = upsert
 
@@ -247,6 +249,11 @@ class MatryoshkaCollection:
 
     def __init__(self, index: MatryoshkaIndex) -> None:
         self.index = index
+
+    @property
+    def collection(self) -> Any:
+        """The Chroma collection of small vectors (whose kind sets the write limits)."""
+        return self.index.collection
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
         return self.index.collection.get(*args, **kwargs)
