@@ -148,7 +148,9 @@ def test_cli_when_the_chroma_server_dies_prints_one_line_with_the_stored_count_a
     found = re.search(r"(\d+) items stored by this run before the failure", line)
     assert found, line
     stored = int(found.group(1))
-    assert 200 <= stored < 400  # we killed it once 200 were stored, before the rest
+    # we killed it once 200 were stored, before the rest; writes go 100 at a time, and the
+    # kill may cut off the answer to the last of them (stored, never acknowledged)
+    assert 100 <= stored < 400
     assert "index the same paths again to resume" in line
     assert FAKE_KEY not in line and "AIza" not in line
     assert out == ""
