@@ -211,6 +211,10 @@ def markdown(res: dict[str, Any]) -> str:
         lines, g = matryoshka_table(cases["matryoshka"])
         out += lines
         goals += g
+    if "tricks" in cases:
+        lines, g = tricks_table(cases["tricks"])
+        out += lines
+        goals += g
     out += ["### Goals", "", "| goal | measured | reached |", "|---|--:|---|"]
     for name, value, ok in goals:
         out.append(f"| {name} | {value} | {'yes' if ok else 'no' if ok is False else '–'} |")
@@ -389,3 +393,97 @@ def _matryoshka_disk(r: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+# (trick, the case, its row in tricks_cpu); a trick is kept or dropped on its bold row:
+# the user-visible work it is there for
+TRICKS = [
+    ("byte-table token counting", "the count: `word_count` over the texts", "word_count"),
+    ("(same)", "**splitting a long text: `split_text`**", "split_text"),
+    ("(same)", "embed path: `Embedder.prepare` (checks)", "prepare_word_count"),
+]
+# the bold rows: a trick is kept while the plain version costs > 5% more there
+JUDGED = ("split_text",)
+
+
+def _us(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2f}"
+
+
+def tricks_table(r: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, bool | None]]]:
+    """Each speed trick beside its plain version; kept only if it wins by > 5% on its case."""
+    lines = ["### Speed tricks against their plain versions (issue 17)", ""]
+    cpu = r.get("cpu") or {}
+    goals: list[tuple[str, str, bool | None]] = []
+    if cpu.get("status") != "ok":
+        lines += [f"CPU tricks: {cpu.get('status')}: {cpu.get('note')}", ""]
+    else:
+        rows = cpu["rows"]
+        embed = rows["embed"]
+        per_embed = 1e6 * embed["trick"]["cpu_s"] / embed["items"]
+        tries = len(embed["trick"]["tries_cpu_s"])
+        lines += [
+            f"One process, emulator at zero latency, the {cpu['texts']:,} texts of the "
+            f"ingestion case; trick and plain alternate {tries} times, the least CPU of each "
+            "kept (garbage collector off, as `timeit` does, except in the whole embed). "
+            "The plain version (benchmarks/tricks.py): the regex `\\w+|[^\\w\\s]` for the "
+            "word count. On the embed path a trick only changes `Embedder.prepare`, so it is "
+            "timed there and its saving "
+            f"put against the whole `Embedder.embed`: **{per_embed:,.0f} µs of CPU per text** "
+            "in this run. A trick stays if it wins > 5% on its bold case.",
+            "",
+            "| trick | case | trick µs/item | plain µs/item | plain / trick | saving, % of an embed |",
+            "|---|---|--:|--:|--:|--:|",
+        ]
+        for trick, case, key in TRICKS:
+            row = rows.get(key)
+            if row is None:
+                continue
+            per = 1e6 / row["items"]
+            share = row.get("share_of_embed")
+            same = "" if row["same_result"] else " (**results differ**)"
+            if row.get("chars"):
+                same = f", one text of {row['chars']:,} characters{same}"
+            lines.append(
+                f"| {trick} | {case}{same} | {_us(per * row['trick']['cpu_s'])} "
+                f"| {_us(per * row['plain']['cpu_s'])} | {row['plain_over_trick']:.2f} "
+                f"| {'–' if share is None else f'{100 * share:.1f}%'} |"
+            )
+            if key in JUDGED:
+                win = row["plain_over_trick"] - 1
+                goals.append(
+                    (f"speed trick wins > 5% on its case ({key})", f"{100 * win:+.1f}%", win > 0.05)
+                )
+        lines.append("")
+    malloc = r.get("bound_malloc") or {}
+    ok = {side: [t for t in tries if t.get("status") == "ok"] for side, tries in malloc.items()}
+    if ok.get("trick") and ok.get("plain"):
+        peaks = {side: [t["peaks_mb"]["video"] for t in tries] for side, tries in ok.items()}
+        walls = {side: min(t["video_wall_s"] for t in tries) for side, tries in ok.items()}
+        t, p = min(peaks["trick"]), min(peaks["plain"])
+        lines += [
+            "`bound_malloc()` (`mallopt(M_MMAP_THRESHOLD, 128 KiB)` through ctypes, as "
+            "`gemb2 index` calls it) against none: peak RSS while indexing the long video, "
+            "a fresh process per try, tries alternating (the lowest peak kept, all in brackets).",
+            "",
+            "| process | peak RSS MB (tries) | video wall s |",
+            "|---|--:|--:|",
+            f"| `bound_malloc()` | {t:.0f} ({', '.join(f'{x:.0f}' for x in peaks['trick'])}) "
+            f"| {walls['trick']:.1f} |",
+            f"| plain (glibc's dynamic threshold) | {p:.0f} "
+            f"({', '.join(f'{x:.0f}' for x in peaks['plain'])}) | {walls['plain']:.1f} |",
+            "",
+            f"Plain / trick: **{p / t:.3f}** of the peak.",
+            "",
+        ]
+        goals.append(
+            (
+                "speed trick wins > 5% on its case (bound_malloc)",
+                f"{100 * (p / t - 1):+.1f}%",
+                p / t > 1.05,
+            )
+        )
+    elif malloc:
+        notes = "; ".join(str(x.get("note")) for tries in malloc.values() for x in tries)
+        lines += [f"`bound_malloc()`: a try failed: {notes}", ""]
+    return lines, goals

@@ -338,7 +338,35 @@ def run_cases(
             "small_dims": 768,
             "oversample": 4,
         }
-        out["matryoshka"] = run_job(py, job, emu, timeout=1800)
+        # about 9 min on 2 quiet cores; a machine shared with other work can take 3x that
+        out["matryoshka"] = run_job(py, job, emu, timeout=3600)
+    if "tricks" in cases:
+        print("speed tricks against their plain versions", flush=True)
+        out["tricks"] = speed_tricks(texts_json, args, emu)
+
+
+def speed_tricks(texts: Path, args: argparse.Namespace, emu: Emulator) -> dict[str, Any]:
+    """Every speed trick in src/ beside its plain version (benchmarks/tricks.py): the CPU
+    ones in one process at zero latency; ``bound_malloc`` by the peak RSS of indexing the
+    long video in fresh processes with and without it, alternating."""
+    py = Path(sys.executable)
+    emu.configure(latency_per_request=0.0, latency_per_item=0.0, rate_limit_rpm=None)
+    try:
+        job = {"job": "tricks_cpu", "texts": str(texts), "dims": args.dims, "repeat": 9}
+        cpu = run_job(py, job, emu)
+    finally:
+        configure_latency(emu, args)
+    video = corpus.long_video(DATA, args.video_seconds)
+    common = {"job": "memory", "dims": args.dims, "rpm": args.rpm, "video": str(video)}
+    common["concurrency"] = args.concurrency
+    malloc: dict[str, list[dict[str, Any]]] = {"trick": [], "plain": []}
+    for round_ in range(args.rounds):
+        for side in ("trick", "plain"):
+            res = run_job(py, {**common, "bound_malloc": side == "trick"}, emu)
+            peak = (res.get("peaks_mb") or {}).get("video")
+            print(f"  [{round_ + 1}] video, bound_malloc {side}: {peak} MB", flush=True)
+            malloc[side].append(res)
+    return {"cpu": cpu, "bound_malloc": malloc}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,8 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every case")
     p.add_argument(
         "--cases",
-        default="text,media,overhead,reindex,memory,matryoshka",
-        help="comma-separated subset of text,media,overhead,reindex,memory,matryoshka",
+        default="text,media,overhead,reindex,memory,matryoshka,tricks",
+        help="comma-separated subset of text,media,overhead,reindex,memory,matryoshka,tricks",
     )
     p.add_argument("--texts", type=int, help="texts in the ingestion case (5000)")
     p.add_argument("--media", type=int, help="media items in the ingestion case (200)")

@@ -676,7 +676,8 @@ def memory(job: Job) -> Result:
         from gemb2.ingest.loading import load_file
         from gemb2.stores.chroma import GeminiEmbeddingFunction, open_collection
 
-        bound_malloc()  # as `gemb2 index` does before it indexes
+        if job.get("bound_malloc", True):  # the tricks case runs it without, to compare
+            bound_malloc()  # as `gemb2 index` does before it indexes
         db = Path(tempfile.mkdtemp(prefix="memory-", dir=job.get("tmp")))
         client = chromadb.PersistentClient(
             path=str(db), settings=Settings(anonymized_telemetry=False)
@@ -719,6 +720,18 @@ def memory(job: Job) -> Result:
         "calls": ef.embedder.usage.requests,
         "versions": versions("gemb2", "chromadb"),
     }
+
+
+# --------------------------------------------------------------------------- speed tricks
+
+
+def tricks_cpu(job: Job) -> Result:
+    """Each CPU speed trick in src/ beside its plain version, on its case (tricks.py)."""
+    import tricks
+
+    result = tricks.tricks_cpu(job, load_texts(job), warm)
+    result["versions"] = versions("gemb2")
+    return result
 
 
 # --------------------------------------------------------------------------- Matryoshka
@@ -925,6 +938,7 @@ JOBS: dict[str, Callable[[Job], Result]] = {
         reindex,
         memory,
         matryoshka,
+        tricks_cpu,
     )
 }
 

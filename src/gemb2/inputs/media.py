@@ -316,17 +316,19 @@ class Item:
             )
         return cls.from_path(Path(uri))
 
-    # the parts never change, and limits, conditioning and batching all ask for these:
-    # set once here (cached_property's lock cost more per text than computing them)
-    media: list[Media] = field(init=False, repr=False)
-    texts: list[str] = field(init=False, repr=False)
-    text: str = field(init=False, repr=False)
+    # the parts never change, and limits, conditioning and batching all ask for these
+    @cached_property
+    def media(self) -> list[Media]:
+        return [p for p in self.parts if isinstance(p, Media)]
 
-    def __post_init__(self) -> None:
-        texts = [p for p in self.parts if isinstance(p, str)]
-        object.__setattr__(self, "media", [p for p in self.parts if isinstance(p, Media)])
-        object.__setattr__(self, "texts", texts)
-        object.__setattr__(self, "text", texts[0] if len(texts) == 1 else "\n".join(texts))
+    @cached_property
+    def texts(self) -> list[str]:
+        return [p for p in self.parts if isinstance(p, str)]
+
+    @cached_property
+    def text(self) -> str:
+        texts = self.texts
+        return texts[0] if len(texts) == 1 else "\n".join(texts)
 
     @property
     def is_text_only(self) -> bool:

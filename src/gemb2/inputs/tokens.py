@@ -12,10 +12,11 @@ import re
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
-# The same count for ASCII text with two C-level byte passes (~2 us a sentence instead of
-# ~7 for the regex): word runs are what ``split`` leaves once every other byte is a
-# space; the punctuation is what deleting word and space bytes leaves. Both tables come
-# from the regex's own classes, so the counts agree (a test compares them).
+# The same count for ASCII text with two C-level byte passes (4x the regex a sentence,
+# 1.5x for split_text: benchmarks/run.py --cases tricks): word runs are what ``split``
+# leaves once every other byte is a space; the punctuation is what deleting word and
+# space bytes leaves. Both tables come from the regex's own classes, so the counts agree
+# (a test compares them).
 _ASCII_WORD = bytes(c for c in range(128) if re.match(r"\w", chr(c)))
 _ASCII_SPACE = bytes(c for c in range(128) if re.match(r"\s", chr(c)))
 _ONLY_WORDS = bytes(c if c in _ASCII_WORD else 0x20 for c in range(256))
@@ -31,8 +32,8 @@ def word_count(text: str) -> int:
 
 
 def utf8_len(text: str) -> int:
-    """Bytes of ``text`` in UTF-8; an ASCII string (a flag CPython keeps) is not encoded."""
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
+    """Bytes of ``text`` in UTF-8 (what the request carries)."""
+    return len(text.encode("utf-8"))
 
 
 def estimate_tokens(text: str) -> int:
