@@ -28,9 +28,11 @@ def main() -> int:
         tokens_per_minute=job.get("tpm"),
         limiter=job["limiter"],
     )
-    if "throttle" in job:  # a 429 seen here: every sharer pauses
-        limiter_for(settings).throttled(job["throttle"])
-        print(json.dumps({"throttled": job["throttle"]}))
+    if "throttle" in job:  # a 429 seen here: every sharer pauses until then
+        limiter = limiter_for(settings)
+        at = time.time()
+        limiter.throttled(job["throttle"])
+        print(json.dumps({"until": at + job["throttle"]}))
         return 0
     emb = Embedder(settings)
     genai_client(emb.transport)  # built before the start, as a long run's would be
