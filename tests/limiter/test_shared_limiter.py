@@ -193,3 +193,21 @@ def test_limiter_for_names_the_store(tmp_path: Path) -> None:
     assert one.name == same.name != other.name
     assert named.name == "team"
     assert "key-one" not in one.name and (tmp_path / "q.sqlite").is_file()
+
+
+@pytest.mark.parametrize("where", ["local", "sqlite"])
+def test_throttled_makes_the_next_booking_wait(where: str, tmp_path: Path) -> None:
+    """The protocol both kinds of limiter keep: after ``throttled(s)`` the next
+    ``reserve`` returns about ``s`` (a later, shorter pause never shortens it), and
+    ``throttled(None)`` pauses ``DEFAULT_THROTTLE``."""
+    from gemb2.engine.ratelimit import DEFAULT_THROTTLE
+
+    url = "local" if where == "local" else f"sqlite:///{tmp_path / 'q.sqlite'}"
+    limiter = limiter_for(EmbedSettings(limiter=url))
+    assert limiter.reserve() == 0.0
+    limiter.throttled(3.0)
+    limiter.throttled(0.5)
+    assert 2.5 < limiter.reserve() <= 3.0
+    fresh = limiter_for(EmbedSettings(limiter=url, api_key="another-key"))
+    fresh.throttled(None)
+    assert 0.5 * DEFAULT_THROTTLE < fresh.reserve() <= DEFAULT_THROTTLE
