@@ -207,6 +207,12 @@ def markdown(res: dict[str, Any]) -> str:
         lines, g = memory_table(cases["memory"], cases.get("memory_bounded"))
         out += lines
         goals += g
+    if "quota" in cases:
+        import quota
+
+        lines, g = quota.table(cases["quota"])
+        out += lines
+        goals += g
     if "matryoshka" in cases:
         lines, g = matryoshka_table(cases["matryoshka"])
         out += lines

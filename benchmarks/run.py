@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
+import quota  # noqa: E402
 import report  # noqa: E402
 
 from gemb2.testing.emulator import Emulator, EmulatorConfig  # noqa: E402
@@ -329,6 +330,10 @@ def run_cases(
         if largest:  # the same video with one segment per call, one call at a time
             bounded = {**common, "concurrency": 1, "max_inline_bytes": int(largest * 1.5)}
             out["memory_bounded"] = run_job(py, bounded, emu)
+    if "quota" in cases:
+        print(f"one quota, {quota.PROCESSES} processes: {args.quota_rpm:g} rpm", flush=True)
+        out["quota"] = quota.run(args, emu, DATA, corpus.text_files, worker_env(emu.base_url))
+        configure_latency(emu, args)
     if "matryoshka" in cases:
         print(f"matryoshka: {args.matryoshka_items} items", flush=True)
         job = {
@@ -374,8 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every case")
     p.add_argument(
         "--cases",
-        default="text,media,overhead,reindex,memory,matryoshka,tricks",
-        help="comma-separated subset of text,media,overhead,reindex,memory,matryoshka,tricks",
+        default="text,media,overhead,reindex,memory,quota,matryoshka,tricks",
+        help="comma-separated subset of text,media,overhead,reindex,memory,quota,matryoshka,tricks",
     )
     p.add_argument("--texts", type=int, help="texts in the ingestion case (5000)")
     p.add_argument("--media", type=int, help="media items in the ingestion case (200)")
@@ -395,6 +400,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--memory-texts", type=int, help="text files in the memory case (10000)")
     p.add_argument("--reindex-texts", type=int, default=300, help="text files beside the media")
     p.add_argument("--matryoshka-items", type=int, help="items in the Matryoshka case (100000)")
+    p.add_argument(
+        "--quota-rpm", type=float, default=60, help="the quota case's server quota (60 rpm)"
+    )
+    p.add_argument(
+        "--quota-texts", type=int, help="text files per process in the quota case (4000)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="where the tables go")
     args = p.parse_args(argv)
     quick = args.quick
@@ -403,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.video_seconds = args.video_seconds or (120 if quick else 600)
     args.memory_texts = args.memory_texts or (1000 if quick else 10000)
     args.matryoshka_items = args.matryoshka_items or (3000 if quick else 100_000)
+    args.quota_texts = args.quota_texts or (1000 if quick else 4000)
     if quick:
         args.reindex_texts = min(args.reindex_texts, 60)
         args.repeat = min(args.repeat, 2)
@@ -446,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "video_seconds",
                 "memory_texts",
                 "matryoshka_items",
+                "quota_rpm",
+                "quota_texts",
                 "rounds",
                 "quick",
             )

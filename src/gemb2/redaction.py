@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
 # Google API keys: "AIza" and 35 more characters of [0-9A-Za-z_-]
@@ -50,6 +51,18 @@ def redact_text(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return KEY_SHAPE.sub(REDACTED, text) if "AIza" in text else text
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info, if any, replaced (``redis://:pw@host``
+    holds one): what repr, messages and serialised settings show of a URL."""
+    if "@" not in url:
+        return str(url)
+    parts = urlsplit(str(url))
+    if parts.password is None:
+        return str(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{REDACTED}@{host}"))
 
 
 def redact(value: T) -> T:

@@ -22,6 +22,7 @@ from gemb2 import ConfigError, Embedder, EmbedSettings, Usage
 from gemb2.engine import settings_schema as schema
 from gemb2.engine.settings import API_KEY_ENV_VARS
 from gemb2.model.tasks import Task
+from gemb2.redaction import redact_url
 from gemb2.transport.genai import genai_client
 
 if TYPE_CHECKING:
@@ -213,6 +214,11 @@ class GeminiComponent:
             if name == "api_key":
                 value = value.to_dict()
             elif name == "settings":
+                # a limiter URL's password is not serialised (read back: GEMB2_LIMITER's)
+                value = {
+                    k: redact_url(v) if k == "limiter" and isinstance(v, str) else v
+                    for k, v in value.items()
+                }
                 value = value or None
             params[name] = value
         return default_to_dict(self, **params)

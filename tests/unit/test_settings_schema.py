@@ -45,6 +45,7 @@ SAMPLES: dict[str, Any] = {
     "max_inflight_bytes": 2048,
     "requests_per_minute": 60.0,
     "tokens_per_minute": 1000.0,
+    "limiter": "local",  # a file or a server would be opened by every wrapper's engine
     "max_retries": 2,
     "backoff_initial": 0.5,
     "backoff_max": 5.0,
@@ -76,6 +77,7 @@ BAD: list[dict[str, Any]] = [
     {"timeout": 0},
     {"backoff_initial": -1.0},
     {"requests_per_minute": 0.0},
+    {"limiter": "ftp://quota.example/x"},
     {"max_retries": -1},
     {"normalize": "sometimes"},
     {"auto_truncate": True},  # Vertex AI only, on the Developer API

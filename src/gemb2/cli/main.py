@@ -48,10 +48,14 @@ class _Session:
             self.base_url = self.emulator.base_url
             print(STAND_IN_NOTICE, file=sys.stderr)
         self.vertex = vertex
-        # request timeout and retry budget apply to every embedder this command builds
+        # request timeout, retry budget and pacing apply to every embedder this command builds
         self.transport = {
             "timeout": getattr(args, "timeout", None),
             "max_retries": getattr(args, "max_retries", None),
+            "requests_per_minute": getattr(args, "requests_per_minute", None),
+            "tokens_per_minute": getattr(args, "tokens_per_minute", None),
+            "max_concurrency": getattr(args, "max_concurrency", None),
+            "limiter": _limiter(args),
         }
         self.limits = getattr(args, "limits", None)  # a profile file: its limits, checked
 
@@ -74,6 +78,50 @@ class _Session:
     def close(self) -> None:
         if self.emulator is not None:
             self.emulator.stop()
+
+
+def _limiter(args: argparse.Namespace) -> str | None:
+    """``--limiter``, else GEMB2_LIMITER (read by the engine), else the per-user file: the
+    gemb2 processes of one user share their quota with no flag at all."""
+    from gemb2.engine import limiter_backends as lb
+
+    if not hasattr(args, "limiter"):
+        return None  # a command that sends no embedding calls of its own
+    if args.limiter:
+        return str(lb.check_url(args.limiter))
+    return None if os.environ.get(lb.ENV_VAR, "").strip() else lb.AUTO
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
+
+
+def _pacing(p: argparse.ArgumentParser) -> None:
+    """The quota flags of the commands that embed."""
+    p.add_argument(
+        "--limiter",
+        metavar="URL",
+        help="where the pacing is shared: sqlite:///PATH, redis://HOST:PORT/DB, local, or "
+        "auto (default; env GEMB2_LIMITER): a per-user file every gemb2 process shares",
+    )
+    p.add_argument(
+        "--requests-per-minute", type=_positive(float), metavar="N", help="the quota's requests"
+    )
+    p.add_argument(
+        "--tokens-per-minute", type=_positive(float), metavar="N", help="the quota's tokens"
+    )
+    p.add_argument(
+        "--max-concurrency", type=_positive(int), metavar="N", help="calls in flight (default 4)"
+    )
 
 
 def _matryoshka(
@@ -354,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p)
     add_write_limit_arguments(p)
+    _pacing(p)
     batch_cli.add_arguments_index(p)
     p = sub.add_parser("search", help="search an indexed collection")
     p.add_argument("query", nargs="?", help="text query")
@@ -370,11 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="texts or file paths")
     p.add_argument("--query", action="store_true", help="embed as queries")
     common(p, chroma=False)
+    _pacing(p)
     p = sub.add_parser("migrate", help="re-embed a collection with another model")
     p.add_argument("--from-collection", required=True)
     p.add_argument("--to-collection", required=True)
     common(p)
     add_write_limit_arguments(p)
+    _pacing(p)
     batch_cli.add_jobs_parser(sub)
     p = sub.add_parser("emulator", help="run the offline Gemini API stand-in")
     from gemb2.testing.emulator.cli import add_arguments

@@ -10,7 +10,10 @@ checking answers, normalisation, usage and cost. Talks to the network only throu
 ``planning`` what a run shares whichever driver sends (``PreparedItem``, cache hits,
 identical items sent once, cutting calls, landing answers, the run's failure);
 ``calls`` the one step logic of a batch call (rate limiter turn, send, count, retry or
-give up, check the answer); ``budget`` the in-flight byte budget.
+give up, check the answer); ``budget`` the in-flight byte budget; ``ratelimit`` the
+in-process limiter, ``limiter_backends`` which limiter an Embedder gets (the ``limiter``
+setting) and ``shared_limiter`` the one kept in a SQLite file or Redis, shared by every
+process naming one quota.
 ``settings_schema`` is what the wrappers derive their fields from (it names frameworks only
 in its table of the names each one renames).
 """

@@ -23,6 +23,7 @@ from typing import Any
 from gemb2.engine import calls
 from gemb2.engine.budget import AsyncByteBudget, ByteBudget
 from gemb2.engine.cache import VectorCache
+from gemb2.engine.limiter_backends import limiter_for
 from gemb2.engine.planning import (
     Answered,
     EmbedRun,
@@ -30,7 +31,6 @@ from gemb2.engine.planning import (
     PreparedItem,
     threads_worth_starting,
 )
-from gemb2.engine.ratelimit import RateLimiter
 from gemb2.engine.settings import EmbedSettings
 from gemb2.engine.usage import Usage
 from gemb2.errors import ConfigError, InputError
@@ -81,11 +81,7 @@ class Embedder:
         self.usage = Usage()
         # anything that sends calls (gemb2.testing.FakeTransport in a user's tests)
         self.transport: Transport = transport or GenAITransport(settings)
-        self._limiter = RateLimiter(
-            settings.requests_per_minute,
-            settings.tokens_per_minute,
-            burst=settings.max_concurrency,  # each worker's first call need not wait its turn
-        )
+        self._limiter = limiter_for(settings)  # in-process, or shared (settings.limiter)
         self._sem = threading.BoundedSemaphore(settings.max_concurrency)
         self._asems: dict[int, asyncio.Semaphore] = {}
         self._budget = ByteBudget(settings.max_inflight_bytes)

@@ -6,6 +6,9 @@ import asyncio
 import threading
 import time
 
+# seconds every sharer pauses after a 429 that named no retry delay
+DEFAULT_THROTTLE = 1.0
+
 
 class RateLimiter:
     """Two token buckets (requests, tokens) refilled continuously over a minute.
@@ -14,7 +17,9 @@ class RateLimiter:
     interval; any 60 s window holds at most ``requests_per_minute`` of them.
 
     ``reserve`` books capacity and returns how long the caller must wait, so the
-    same object paces both the thread pool and asyncio tasks.
+    same object paces both the thread pool and asyncio tasks. ``throttled`` (a 429 was
+    seen) pauses every later booking. This one lives in one process;
+    ``limiter_backends`` keeps the same bookings in a SQLite file or Redis.
     """
 
     def __init__(
@@ -34,17 +39,24 @@ class RateLimiter:
         now = time.monotonic()
         self._req_free_at = now
         self._tok_free_at = now
+        self._paused_until = now
 
     @property
     def active(self) -> bool:
         return bool(self.rpm or self.tpm)
 
+    def throttled(self, seconds: float | None) -> None:
+        """A 429 was seen: every sharer pauses that long (or ``DEFAULT_THROTTLE``)."""
+        pause = DEFAULT_THROTTLE if seconds is None else max(0.0, seconds)
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + pause)
+
     def reserve(self, tokens: int = 0) -> float:
-        if not self.active:
+        if not self.active and time.monotonic() >= self._paused_until:
             return 0.0
         with self._lock:
             now = time.monotonic()
-            start = now
+            start = max(now, self._paused_until)
             if self.rpm:
                 start = max(start, self._req_free_at - (self.burst - 1) * self._interval)
             if self.tpm and tokens:

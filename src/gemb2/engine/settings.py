@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from gemb2.engine.limiter_backends import LimiterSetting
 from gemb2.errors import ConfigError
 from gemb2.model.catalog import DEFAULT_MODEL, Limits, ModelSpec, canonical_model, get_model
 from gemb2.model.tasks import Task
@@ -59,6 +60,11 @@ class EmbedSettings(BaseModel):
     """Pace calls so that no 60 s window holds more; unset: no pacing."""
     tokens_per_minute: float | None = Field(None, gt=0)
     """Pace calls by estimated tokens per 60 s window; unset: no pacing."""
+    limiter: LimiterSetting | None = None
+    """Where the pacing (and the pause after a 429) is kept, shared by every Embedder and
+    process naming the same quota: ``sqlite:///PATH`` (one machine), ``redis://HOST:PORT/DB``
+    (many), ``auto`` (a per-user SQLite file) or ``local`` (this Embedder alone); read from
+    GEMB2_LIMITER when unset, else local. A password in the URL is shown as <redacted>."""
     max_retries: int = Field(6, ge=0, description="retries after the first attempt")
     backoff_initial: float = Field(1.0, ge=0)
     """First retry wait in seconds (a server's retry delay takes precedence)."""
@@ -151,6 +157,7 @@ class EmbedSettings(BaseModel):
         data.update(changes)
         data["api_key"] = changes.get("api_key", self.api_key)
         data["credentials"] = changes.get("credentials", self.credentials)
+        data["limiter"] = changes.get("limiter", self.limiter)  # dumped without its password
         try:
             return EmbedSettings(**data)
         except ValueError as exc:

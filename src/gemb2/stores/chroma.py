@@ -74,8 +74,10 @@ _NAMED = (
     "location",
     "base_url",
 )
-# never persisted: the key (Chroma stores no secret) and credentials objects
-_NOT_PERSISTED = ("api_key", "credentials")
+# never persisted: the key (Chroma stores no secret), credentials objects, and the limiter
+# (where this process shares its pacing, not a fact of the collection: a machine reopening
+# it may have no such file or server; it reads GEMB2_LIMITER)
+_NOT_PERSISTED = ("api_key", "credentials", "limiter")
 
 
 def default_api_key_env_var() -> str:
