@@ -285,3 +285,19 @@ def test_bad_quota_flags_are_one_line(
     assert code == 2
     assert message in err
     assert "Traceback" not in err
+
+
+def test_auto_without_a_writable_cache_paces_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The per-user default is a convenience: a cache directory that cannot be written
+    leaves the process pacing alone, with a warning; a file named outright is an error."""
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    with caplog.at_level("WARNING", logger="gemb2"):
+        limiter = limiter_for(EmbedSettings(limiter="auto", requests_per_minute=60))
+    assert type(limiter) is RateLimiter
+    assert "pacing this process alone" in caplog.text and "cannot use" in caplog.text
+    with pytest.raises(ConfigError, match="cannot use"):
+        limiter_for(EmbedSettings(limiter=f"sqlite:///{blocked / 'gemb2' / 'q.sqlite'}"))
