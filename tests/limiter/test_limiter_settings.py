@@ -58,12 +58,17 @@ def test_a_redis_password_never_shows() -> None:
     assert PASSWORD not in str(ConfigError(f"could not use {url}"))
 
 
-def test_a_redis_password_on_a_server(own_redis: object, emulator: Emulator) -> None:
+@pytest.fixture
+def guarded_port(own_redis: object) -> int:
+    """The port of a Redis server of the test's own that wants ``PASSWORD``."""
+    own_redis.client.config_set("requirepass", PASSWORD)  # type: ignore[attr-defined]
+    return int(own_redis.port)  # type: ignore[attr-defined]
+
+
+def test_a_redis_password_on_a_server(guarded_port: int, emulator: Emulator) -> None:
     """A server that wants a password: the URL holding it paces; a wrong one is refused
     at construction, with the password hidden."""
-    server = own_redis
-    server.client.config_set("requirepass", PASSWORD)  # type: ignore[attr-defined]
-    port = server.port  # type: ignore[attr-defined]
+    port = guarded_port
     emb = Embedder(
         base_url=emulator.base_url,
         dimensions=128,
@@ -109,7 +114,7 @@ def test_redis_out_of_reach_is_one_clear_error(own_redis: object, emulator: Emul
 
 
 def test_chroma_does_not_persist_the_limiter(
-    tmp_path: Path, emulator: Emulator, redis_url: str
+    tmp_path: Path, emulator: Emulator, guarded_port: int
 ) -> None:
     """Where a process shares its pacing is not a fact of the collection: a machine that
     reopens it may have no such file or server, so Chroma's config leaves it out (the
@@ -126,22 +131,21 @@ def test_chroma_does_not_persist_the_limiter(
     col = client.create_collection("quota-test", embedding_function=ef)  # type: ignore[arg-type]
     col.add(ids=["1"], documents=["a shared quota"])
     assert "sqlite" not in json.dumps(col.configuration_json)
-    port = redis_url.rsplit(":", 1)[1].split("/")[0]
     guarded = GeminiEmbeddingFunction(
-        base_url=emulator.base_url, limiter=f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+        base_url=emulator.base_url, limiter=f"redis://:{PASSWORD}@127.0.0.1:{guarded_port}/0"
     )
     assert PASSWORD not in json.dumps(guarded.get_config()) + repr(guarded)
 
 
 def test_haystack_serialises_the_limiter_without_its_password(
-    monkeypatch: pytest.MonkeyPatch, redis_url: str, emulator: Emulator
+    monkeypatch: pytest.MonkeyPatch, guarded_port: int, emulator: Emulator
 ) -> None:
     """``settings={"limiter": ...}`` reaches the engine; ``to_dict`` keeps the URL with its
     password redacted, and the component rebuilt from it takes the full URL from
     GEMB2_LIMITER (or says to set it)."""
     from haystack_gemb2 import GeminiTextEmbedder
 
-    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    port = guarded_port
     url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
     comp = GeminiTextEmbedder(api_base_url=emulator.base_url, settings={"limiter": url})
     data = comp.to_dict()
@@ -152,7 +156,7 @@ def test_haystack_serialises_the_limiter_without_its_password(
     rebuilt = GeminiTextEmbedder.from_dict(data)
     with pytest.raises(ConfigError, match=f"password is not stored.*set {ENV_VAR}"):
         rebuilt.warm_up()
-    monkeypatch.setenv(ENV_VAR, url)  # the server has no password: any one is accepted
+    monkeypatch.setenv(ENV_VAR, url)
     rebuilt.warm_up()
     assert rebuilt.run(text="a shared quota")["embedding"]
 
@@ -281,3 +285,19 @@ def test_bad_quota_flags_are_one_line(
     assert code == 2
     assert message in err
     assert "Traceback" not in err
+
+
+def test_auto_without_a_writable_cache_paces_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The per-user default is a convenience: a cache directory that cannot be written
+    leaves the process pacing alone, with a warning; a file named outright is an error."""
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    with caplog.at_level("WARNING", logger="gemb2"):
+        limiter = limiter_for(EmbedSettings(limiter="auto", requests_per_minute=60))
+    assert type(limiter) is RateLimiter
+    assert "pacing this process alone" in caplog.text and "cannot use" in caplog.text
+    with pytest.raises(ConfigError, match="cannot use"):
+        limiter_for(EmbedSettings(limiter=f"sqlite:///{blocked / 'gemb2' / 'q.sqlite'}"))

@@ -93,7 +93,7 @@ def _limiter(args: argparse.Namespace) -> str | None:
 
 
 def _positive(kind: type[float] | type[int]) -> Any:
-    def parse(text: str) -> float:
+    def parse(text: str) -> float | int:
         try:
             value = kind(text)
         except ValueError:

@@ -27,6 +27,7 @@ shared limiter is built.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -40,6 +41,8 @@ from gemb2.errors import ConfigError
 
 if TYPE_CHECKING:
     from gemb2.engine.settings import EmbedSettings
+
+log = logging.getLogger("gemb2")
 
 ENV_VAR = "GEMB2_LIMITER"
 LOCAL, AUTO = "local", "auto"
@@ -146,6 +149,14 @@ def limiter_for(settings: EmbedSettings) -> RateLimiter:
         return RateLimiter(rpm, tpm, burst=settings.max_concurrency)
     from gemb2.engine import shared_limiter
 
-    store = shared_limiter.store_for(url, sqlite_path(url))
+    try:
+        store = shared_limiter.store_for(url, sqlite_path(url))
+    except ConfigError as exc:
+        named = str(settings.limiter or "") or os.environ.get(ENV_VAR, "").strip()
+        if named != AUTO:
+            raise
+        # the per-user default is a convenience: without it, this process paces alone
+        log.warning("%s; pacing this process alone", exc)
+        return RateLimiter(rpm, tpm, burst=settings.max_concurrency)
     name = quota_name(settings, url)
     return shared_limiter.SharedLimiter(store, name, rpm, tpm, burst=settings.max_concurrency)

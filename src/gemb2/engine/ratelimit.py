@@ -19,7 +19,7 @@ class RateLimiter:
     ``reserve`` books capacity and returns how long the caller must wait, so the
     same object paces both the thread pool and asyncio tasks. ``throttled`` (a 429 was
     seen) pauses every later booking. This one lives in one process;
-    ``limiter_backends`` keeps the same bookings in a SQLite file or Redis.
+    ``shared_limiter`` keeps the same bookings in a SQLite file or Redis.
     """
 
     def __init__(

@@ -15,8 +15,10 @@ sleeps, so the thread and asyncio drivers both work): pyrate's check admits an a
 a given time or names the wait, and checking again at the time it names books that turn
 (the state is a time, so every later arrival queues behind it); a sharer that booked in
 between only moves the turn later. Tokens are booked first, then the request at that
-turn. A 429 seen by one sharer (``throttled``) stores a pause that every sharer's next
-booking starts after: a row in the file, a key expiring with the pause in Redis.
+turn. A booking is a round trip to the store (about 0.3 ms for the file, measured on a
+loaded 2-core machine) made on the caller's thread or event loop. A 429 seen by one
+sharer (``throttled``) stores a pause that every sharer's next booking starts after: a
+row in the file, a key expiring with the pause in Redis.
 """
 
 from __future__ import annotations
