@@ -328,6 +328,10 @@ def matryoshka_table(r: dict[str, Any]) -> tuple[list[str], list[tuple[str, str,
         f"| {srch['exact']['p95_ms']:.2f} | 1.000 |",
         "",
     ]
+    sweep = r.get("recall_by_oversample")
+    if sweep:
+        shown = ", ".join(f"x{k}: {v:.3f}" for k, v in sweep.items())
+        lines += [f"recall@10 by oversample (shortlist of k x this): {shown}.", ""]
     lines += _matryoshka_disk(r)
     rec = srch["matryoshka"]["recall_at_10"]
     size = d["small_collection"] / d["full_collection"]
