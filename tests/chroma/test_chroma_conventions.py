@@ -34,7 +34,7 @@ from gemb2.testing.emulator import Emulator
 
 SECRET = "AIzaSy-CHROMA-EXPLICIT-KEY-77"
 ENV_KEY = "AIzaSy-SOME-OTHER-KEY-IN-THE-ENVIRONMENT"
-README = Path(__file__).parents[2] / "README.md"
+CHROMA_PAGE = Path(__file__).parents[2] / "docs" / "chroma.md"
 DOCS = ["volcanoes erupt lava", "honeybees make honey", "glaciers carve valleys"]
 IDS = ["volcano", "bees", "glacier"]
 
@@ -275,15 +275,15 @@ except Exception as exc:
 
 
 def _chroma_section() -> str:
-    text = README.read_text()
-    start = text.index("## ChromaDB")
+    text = CHROMA_PAGE.read_text()
+    start = text.index("## Reopening a collection in a new process")
     return text[start : text.index("\n## ", start + 1)]
 
 
-def test_reopening_without_the_import_fails_as_the_readme_says(
+def test_reopening_without_the_import_fails_as_the_docs_say(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    """Chroma's message names only the function; the README quotes it with the fix, and the
+    """Chroma's message names only the function; the docs' Chroma page quotes it with the fix, and the
     fix (one import) works."""
     client = chromadb.PersistentClient(path=str(tmp_path / "db"))
     col = open_collection(client, "media", GeminiEmbeddingFunction(base_url=emulator.base_url))
@@ -295,7 +295,7 @@ def test_reopening_without_the_import_fails_as_the_readme_says(
     quoted = f"Embedding function {NAME} not found"
     assert quoted in failed["message"]
     section = _chroma_section()
-    assert quoted in section  # searching the README for the error finds it...
+    assert quoted in section  # searching the docs for the error finds it...
     fix = re.search(r"import gemb2\.stores\.chroma", section)
     assert fix and fix.start() - section.index(quoted) < 600  # ...next to the fix
     assert child(REOPEN.format(imports="import gemb2.stores.chroma"), db) == {"ids": [["bees"]]}
