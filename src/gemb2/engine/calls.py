@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from gemb2.engine import retry, vectors
 from gemb2.engine.concurrency import Outcome
 from gemb2.engine.planning import Answered, PreparedItem, inline_bytes
-from gemb2.engine.ratelimit import RateLimiter
+from gemb2.engine.ratelimit import DEFAULT_THROTTLE, RateLimiter
 from gemb2.engine.settings import EmbedSettings
 from gemb2.engine.usage import Usage
 from gemb2.errors import ResponseMismatchError, RetryExhaustedError, TransportError
@@ -122,18 +122,21 @@ def count(usage: Usage, attempt: int, exc: BaseException | None = None) -> None:
     usage.record_attempt(retry=attempt > 1)
 
 
-def outcome(exc: BaseException | None) -> Outcome:
+def outcome(exc: BaseException | None) -> tuple[Outcome, float]:
     """What a call's end says about the service's load, for the concurrency window: an
     answer (even one that cannot be used), an overload (a 429, a 503/504/408, a
-    timeout or dropped connection), or neither (a refusal, a bug, a cancellation)."""
+    timeout or dropped connection), or neither (a refusal, a bug, a cancellation); and
+    how long no waiting call should start (a 429's retry delay, or DEFAULT_THROTTLE)."""
     if exc is None:
-        return "clean"
+        return "clean", 0.0
     err = retry.wrap(exc) if isinstance(exc, Exception) else None
     if err is None:
-        return "other"
+        return "other", 0.0
+    if err.code == 429:
+        return "overload", DEFAULT_THROTTLE if err.retry_after is None else err.retry_after
     if isinstance(err, TransportError) or err.code in OVERLOAD_CODES:
-        return "overload"
-    return "other"
+        return "overload", 0.0
+    return "other", 0.0
 
 
 def next_wait(

@@ -72,7 +72,7 @@ class Gate:
             if self.in_flight >= max(1, int(self.window + 0.999)):
                 return None
             now = time.monotonic()
-            if self.adaptive and now < self._next_start:
+            if now < self._next_start:
                 return self._next_start - now
             if self.adaptive and self._latency is not None:
                 self._next_start = max(now, self._next_start) + self._latency / self.window
@@ -82,12 +82,16 @@ class Gate:
             self.peak = max(self.peak, self.in_flight)
             return Ticket(now, self.decreases)
 
-    def release(self, ticket: Ticket, outcome: Outcome) -> None:
-        """The call of ``ticket`` ended with ``outcome``: free its slot and adapt."""
+    def release(self, ticket: Ticket, outcome: Outcome, pause: float = 0.0) -> None:
+        """The call of ``ticket`` ended with ``outcome``: free its slot and adapt. After
+        a 429, no call waiting for a slot starts for ``pause`` seconds (the calls that
+        booked their turn with the rate limiter before the 429 wait here)."""
         with self._lock:
             self.in_flight -= 1
             if self.adaptive:
                 self._adapt(ticket, outcome)
+            if pause > 0:
+                self._next_start = max(self._next_start, time.monotonic() + pause)
             waiters, self._waiters = self._waiters, []
         for wake in waiters:
             wake()

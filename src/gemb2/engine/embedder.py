@@ -343,7 +343,7 @@ class Embedder:
                     answer = self.transport.post(step.call())
                 except BaseException as exc:
                     failure = exc
-                self.gate.release(ticket, calls.outcome(failure))
+                self.gate.release(ticket, *calls.outcome(failure))
             except BaseException as exc:  # interrupted while waiting for a slot
                 failure = exc
             finally:
@@ -371,7 +371,7 @@ class Embedder:
                     answer = await self.transport.apost(step.call())
                 except BaseException as exc:
                     failure = exc
-                self.gate.release(ticket, calls.outcome(failure))
+                self.gate.release(ticket, *calls.outcome(failure))
             except BaseException as exc:  # cancelled while waiting for a slot
                 failure = exc
             finally:

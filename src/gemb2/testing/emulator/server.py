@@ -209,7 +209,7 @@ class EmulatorApp:
         if fault.kind == "429":
             raise api_errors.resource_exhausted(
                 fault.retry_delay if cfg.retry_info else None,
-                self.profile.errors.resource_exhausted
+                self.profile.errors.resource_exhausted,
             )
         if fault.kind == "500":
             raise api_errors.internal(self.profile.errors.internal)
