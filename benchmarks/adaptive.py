@@ -15,6 +15,7 @@ Each row runs in a fresh process (``python adaptive.py JOB.json`` is the worker)
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ def run(args: Any, emu: Any, run_job: Any, texts: Path) -> dict[str, Any]:
     """Every row at every (quota, retry delay) against ``emu``; the emulator's latency
     model is left as the run set it."""
     rows = []
+    load_before = os.getloadavg()
     n = len(json.loads(texts.read_text()))
     for rpm in (args.adaptive_rpm, args.adaptive_rpm / 5):
         for retry_info in (True, False):
@@ -55,7 +57,12 @@ def run(args: Any, emu: Any, run_job: Any, texts: Path) -> dict[str, Any]:
                 )
                 rows.append(row)
     emu.configure(rate_limit_window=60.0, retry_info=True)
-    return {"items": n, "window_s": WINDOW_S, "rows": rows}
+    return {
+        "items": n,
+        "window_s": WINDOW_S,
+        "rows": rows,
+        "load": [round(x, 2) for x in (*load_before, *os.getloadavg())],
+    }
 
 
 def summarise(
@@ -97,6 +104,9 @@ def table(case: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, bool | 
         f"emulator's quota is a sliding {case['window_s']:g} s window holding that share of the "
         "requests per minute; its 429s name the time until a slot frees (`retryDelay`), or "
         "no delay at all. % of quota: items/s against quota x 100 items / 60.",
+        "",
+        f"Load average (1, 5, 15 min) before the case: {_load(case, 0)}; after: "
+        f"{_load(case, 3)} (2 cores: above 2, the rows are CPU-bound).",
         "",
         "| quota (req/min) | 429 names a delay | gemb2 | items/s | % of quota | calls "
         "| answered 429 | peak in flight | lost | duplicated |",
@@ -141,6 +151,11 @@ def table(case: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, bool | 
                 )
             )
     return [*lines, ""], goals
+
+
+def _load(case: dict[str, Any], at: int) -> str:
+    load = case.get("load")
+    return ", ".join(f"{x:.2f}" for x in load[at : at + 3]) if load else "not recorded"
 
 
 # --------------------------------------------------------------------------- the worker
