@@ -1,11 +1,12 @@
 """How many batch calls may be in flight: an AIMD window, shared by threads and tasks.
 
 The quota a project has is unknown to the client, so the window learns it: it starts
-small (``START``), grows by about one call per window of clean answers, and shrinks by
-``DECREASE`` when the service says it is overloaded (a 429, a 503/504, a timeout),
-once per round of calls (the calls already in flight when it shrank do not shrink it
-again). It never exceeds ``max_concurrency``. Above the window at which the last
-overload was seen it grows slowly (a probe, not a rush back into the wall), and calls
+small (``START``), grows by about one call per window of clean answers, and shrinks
+(to ``DECREASE`` of itself at most, and to the calls per second the service accepted
+over the last ``SPAN`` times the latency) when the service says it is overloaded (a
+429, a 503/504, a timeout), once per round of calls (the calls already in flight when
+it shrank do not shrink it again). It never exceeds ``max_concurrency``. Above that
+ceiling it grows slowly (a probe, not a rush back into the wall), and calls
 start paced at about the answers' latency divided by the window, so that a fractional
 window (1.3 calls in flight) is a rate, not a burst. With ``adaptive_concurrency=False``
 the window is ``max_concurrency``, unpaced: a plain semaphore.
@@ -28,7 +29,7 @@ from typing import Literal
 
 Outcome = Literal["clean", "overload", "other"]
 
-START = 4.0  # the first window: today's fixed default
+START = 4.0  # the first window: the fixed default before the window adapted
 DECREASE = 0.7  # the window after an overload, at most, as a share of the window then
 SAFE = 1.0  # the ceiling: the calls per second the service accepted, times latency
 SPAN = 2.0  # seconds of answers (at least 4 latencies) that measure the accepted rate
