@@ -219,3 +219,16 @@ def test_retries_run_out_as_before_under_a_429_storm() -> None:
         emb.embed(["x", "y"])
     assert fake.stats.requests == 3
     assert emb.gate.window < START
+
+
+def test_the_emulator_holds_a_quota_in_a_short_window() -> None:
+    """rate_limit_window=2 at 60 requests/min: 2 requests per 2 s, the third answered 429
+    naming the time until a slot frees (at most the window)."""
+    fake = FakeTransport(rate_limit_rpm=60, rate_limit_window=2.0)
+    emb = Embedder(transport=fake, dimensions=128, batch_size=1, max_retries=0)
+    assert len(emb.embed(["a", "b"])) == 2
+    with pytest.raises(RetryExhaustedError) as err:
+        emb.embed(["c"])
+    delay = err.value.last.retry_after
+    assert delay is not None and 0 < delay <= 2.0
+    assert fake.stats.faults["rate_limit"] == 1
