@@ -213,6 +213,12 @@ def markdown(res: dict[str, Any]) -> str:
         lines, g = quota.table(cases["quota"])
         out += lines
         goals += g
+    if "adaptive" in cases:
+        import adaptive
+
+        lines, g = adaptive.table(cases["adaptive"])
+        out += lines
+        goals += g
     if "matryoshka" in cases:
         lines, g = matryoshka_table(cases["matryoshka"])
         out += lines

@@ -31,6 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import adaptive  # noqa: E402
 import corpus  # noqa: E402
 import quota  # noqa: E402
 import report  # noqa: E402
@@ -150,9 +151,14 @@ def worker_env(base_url: str) -> dict[str, str]:
 
 
 def run_job(
-    python: Path | None, job: dict[str, Any], emu: Emulator, timeout: float = 900
+    python: Path | None,
+    job: dict[str, Any],
+    emu: Emulator,
+    timeout: float = 900,
+    script: Path = WORKER,
 ) -> dict[str, Any]:
-    """Run one job in a fresh process; add what the emulator saw while it ran."""
+    """Run one job in a fresh process (``script``, worker.py by default); add what the
+    emulator saw while it ran."""
     if python is None:
         return {"status": "failed", "note": "the anchors' venv could not be created"}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -161,7 +167,7 @@ def run_job(
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            [str(python), str(WORKER), f.name],
+            [str(python), str(script), f.name],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -334,6 +340,17 @@ def run_cases(
         print(f"one quota, {quota.PROCESSES} processes: {args.quota_rpm:g} rpm", flush=True)
         out["quota"] = quota.run(args, emu, DATA, corpus.text_files, worker_env(emu.base_url))
         configure_latency(emu, args)
+    if "adaptive" in cases:
+        n = args.adaptive_texts
+        print(
+            f"adaptive concurrency: {n} texts at {args.adaptive_rpm:g} rpm and a fifth", flush=True
+        )
+        listed = DATA / f"texts_{n}.json"
+        listed.write_text(json.dumps(corpus.texts(n)))
+        out["adaptive"] = adaptive.run(
+            args, emu, lambda job, e: run_job(py, job, e, script=HERE / "adaptive.py"), listed
+        )
+        configure_latency(emu, args)
     if "matryoshka" in cases:
         print(f"matryoshka: {args.matryoshka_items} items", flush=True)
         job = {
@@ -379,8 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every case")
     p.add_argument(
         "--cases",
-        default="text,media,overhead,reindex,memory,quota,matryoshka,tricks",
-        help="comma-separated subset of text,media,overhead,reindex,memory,quota,matryoshka,tricks",
+        default="text,media,overhead,reindex,memory,quota,adaptive,matryoshka,tricks",
+        help="comma-separated subset of text,media,overhead,reindex,memory,quota,adaptive,"
+        "matryoshka,tricks",
     )
     p.add_argument("--texts", type=int, help="texts in the ingestion case (5000)")
     p.add_argument("--media", type=int, help="media items in the ingestion case (200)")
@@ -406,6 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--quota-texts", type=int, help="text files per process in the quota case (4000)"
     )
+    p.add_argument(
+        "--adaptive-rpm",
+        type=float,
+        default=1500,
+        help="the adaptive case's higher server quota; the lower is a fifth (1500)",
+    )
+    p.add_argument("--adaptive-texts", type=int, help="texts in the adaptive case (20000)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where the tables go")
     args = p.parse_args(argv)
     quick = args.quick
@@ -415,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.memory_texts = args.memory_texts or (1000 if quick else 10000)
     args.matryoshka_items = args.matryoshka_items or (3000 if quick else 100_000)
     args.quota_texts = args.quota_texts or (1000 if quick else 4000)
+    args.adaptive_texts = args.adaptive_texts or (4000 if quick else 20000)
     if quick:
         args.reindex_texts = min(args.reindex_texts, 60)
         args.repeat = min(args.repeat, 2)
@@ -460,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "matryoshka_items",
                 "quota_rpm",
                 "quota_texts",
+                "adaptive_rpm",
+                "adaptive_texts",
                 "rounds",
                 "quick",
             )

@@ -41,6 +41,7 @@ SAMPLES: dict[str, Any] = {
     "normalize": False,
     "batch_size": 7,
     "max_concurrency": 3,
+    "adaptive_concurrency": False,
     "max_call_bytes": 1024,
     "max_inflight_bytes": 2048,
     "requests_per_minute": 60.0,

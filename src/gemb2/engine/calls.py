@@ -17,15 +17,18 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from gemb2.engine import retry, vectors
+from gemb2.engine.concurrency import Outcome
 from gemb2.engine.planning import Answered, PreparedItem, inline_bytes
-from gemb2.engine.ratelimit import RateLimiter
+from gemb2.engine.ratelimit import DEFAULT_THROTTLE, RateLimiter
 from gemb2.engine.settings import EmbedSettings
 from gemb2.engine.usage import Usage
-from gemb2.errors import ResponseMismatchError, RetryExhaustedError
+from gemb2.errors import ResponseMismatchError, RetryExhaustedError, TransportError
 from gemb2.transport import wire
 from gemb2.transport.base import Answer, CallResult, EmbedCall
 
 log = logging.getLogger("gemb2")
+# answers that say the service is overloaded: the concurrency window shrinks
+OVERLOAD_CODES = frozenset({408, 429, 503, 504})
 
 
 class Stopped(Exception):
@@ -96,7 +99,7 @@ def attempts(
             count(usage, attempt, exc)
             if not isinstance(exc, Exception):
                 raise
-            delay = next_wait(exc, attempt, settings)
+            delay = next_wait(exc, attempt, settings, limiter)
         else:
             count(usage, attempt)
             if answer is None:
@@ -107,7 +110,7 @@ def attempts(
                 out, billed = decode(batch, answer, dimensions, normalize=settings.normalize)
                 return Answered(out, billed, attempt)
             except ResponseMismatchError as exc:
-                delay = next_wait(exc, attempt, settings)
+                delay = next_wait(exc, attempt, settings, limiter)
         yield Pause(delay)
 
 
@@ -119,11 +122,33 @@ def count(usage: Usage, attempt: int, exc: BaseException | None = None) -> None:
     usage.record_attempt(retry=attempt > 1)
 
 
-def next_wait(exc: BaseException, attempt: int, settings: EmbedSettings) -> float:
-    """Seconds to wait before the next attempt, or raise the package's error."""
+def outcome(exc: BaseException | None) -> tuple[Outcome, float]:
+    """What a call's end says about the service's load, for the concurrency window: an
+    answer (even one that cannot be used), an overload (a 429, a 503/504/408, a
+    timeout or dropped connection), or neither (a refusal, a bug, a cancellation); and
+    how long no waiting call should start (a 429's retry delay, or DEFAULT_THROTTLE)."""
+    if exc is None:
+        return "clean", 0.0
+    err = retry.wrap(exc) if isinstance(exc, Exception) else None
+    if err is None:
+        return "other", 0.0
+    if err.code == 429:
+        return "overload", DEFAULT_THROTTLE if err.retry_after is None else err.retry_after
+    if isinstance(err, TransportError) or err.code in OVERLOAD_CODES:
+        return "overload", 0.0
+    return "other", 0.0
+
+
+def next_wait(
+    exc: BaseException, attempt: int, settings: EmbedSettings, limiter: RateLimiter
+) -> float:
+    """Seconds to wait before the next attempt, or raise the package's error. A 429
+    pauses every sharer of ``limiter`` for its retry delay (or ``DEFAULT_THROTTLE``)."""
     err = retry.wrap(exc)
     if err is None:
         raise exc
+    if err.code == 429:
+        limiter.throttled(err.retry_after)
     if not retry.is_retryable(err):
         if err is exc:
             raise err

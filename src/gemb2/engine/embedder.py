@@ -23,6 +23,7 @@ from typing import Any
 from gemb2.engine import calls
 from gemb2.engine.budget import AsyncByteBudget, ByteBudget
 from gemb2.engine.cache import VectorCache
+from gemb2.engine.concurrency import Gate
 from gemb2.engine.limiter_backends import limiter_for
 from gemb2.engine.planning import (
     Answered,
@@ -82,8 +83,8 @@ class Embedder:
         # anything that sends calls (gemb2.testing.FakeTransport in a user's tests)
         self.transport: Transport = transport or GenAITransport(settings)
         self._limiter = limiter_for(settings)  # in-process, or shared (settings.limiter)
-        self._sem = threading.BoundedSemaphore(settings.max_concurrency)
-        self._asems: dict[int, asyncio.Semaphore] = {}
+        # the calls in flight: an adaptive window up to max_concurrency (threads and tasks)
+        self.gate = Gate(settings.max_concurrency, adaptive=settings.adaptive_concurrency)
         self._budget = ByteBudget(settings.max_inflight_bytes)
         self._abudgets: dict[int, AsyncByteBudget] = {}
 
@@ -337,17 +338,21 @@ class Embedder:
             # holds its share of the in-flight byte budget
             self._budget.acquire(step.nbytes)
             try:
-                with self._sem:
+                ticket = self.gate.acquire()
+                try:
                     answer = self.transport.post(step.call())
-            except BaseException as exc:
+                except BaseException as exc:
+                    failure = exc
+                self.gate.release(ticket, *calls.outcome(failure))
+            except BaseException as exc:  # interrupted while waiting for a slot
                 failure = exc
             finally:
                 self._budget.release(step.nbytes)
 
     async def _acall(self, batch: list[PreparedItem], stop: asyncio.Event) -> Answered:
-        """The same steps on this event loop's semaphore and byte budget."""
+        """The same steps on this event loop's byte budget (and the same window)."""
         steps = self._attempts(batch, stop)
-        sem, budget = self._async_semaphore(), self._async_budget()
+        budget = self._async_budget()
         answer: Answer | None = None
         failure: BaseException | None = None
         while True:
@@ -361,9 +366,13 @@ class Embedder:
                 continue
             await budget.aacquire(step.nbytes)
             try:
-                async with sem:
+                ticket = await self.gate.aacquire()
+                try:
                     answer = await self.transport.apost(step.call())
-            except BaseException as exc:
+                except BaseException as exc:
+                    failure = exc
+                self.gate.release(ticket, *calls.outcome(failure))
+            except BaseException as exc:  # cancelled while waiting for a slot
                 failure = exc
             finally:
                 await budget.arelease(step.nbytes)
@@ -374,13 +383,6 @@ class Embedder:
         if budget is None:
             budget = self._abudgets[loop_id] = AsyncByteBudget(self.settings.max_inflight_bytes)
         return budget
-
-    def _async_semaphore(self) -> asyncio.Semaphore:
-        loop_id = id(asyncio.get_running_loop())
-        sem = self._asems.get(loop_id)
-        if sem is None:
-            sem = self._asems[loop_id] = asyncio.Semaphore(self.settings.max_concurrency)
-        return sem
 
 
 async def _apause(stop: asyncio.Event, seconds: float) -> None:

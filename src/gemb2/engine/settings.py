@@ -45,7 +45,12 @@ class EmbedSettings(BaseModel):
     normalize: bool = True
     """L2-normalise every vector (below 3072 dimensions the service may not)."""
     batch_size: int = Field(100, ge=1, le=100, description="items per batch call")
-    max_concurrency: int = Field(4, ge=1, le=256, description="batch calls in flight")
+    max_concurrency: int = Field(
+        16, ge=1, le=256, description="most batch calls in flight (the adaptive window's cap)"
+    )
+    adaptive_concurrency: bool = True
+    """Start 4 calls in flight and grow while answers are clean, up to max_concurrency;
+    shrink on 429s, 503s and timeouts. False: always max_concurrency in flight."""
     max_call_bytes: int = Field(
         4 * 1024 * 1024,
         ge=1,

@@ -52,8 +52,11 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, message)
 
 
-def resource_exhausted(delay: float, why: str) -> ApiError:
-    """A 429 with the delay both in the message and as a google.rpc.RetryInfo detail."""
+def resource_exhausted(delay: float | None, why: str) -> ApiError:
+    """A 429 with the delay both in the message and as a google.rpc.RetryInfo detail;
+    ``None``: a bare 429 that names no delay."""
+    if delay is None:
+        return ApiError(429, why)
     text = format_seconds(delay)
     return ApiError(
         429,

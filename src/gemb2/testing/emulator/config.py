@@ -30,6 +30,17 @@ class EmulatorConfig(BaseModel):
     rate_limit_rpm: float | None = Field(
         None, gt=0, description="requests per sliding 60 s window; over it answer 429"
     )
+    rate_limit_window: float = Field(
+        60.0,
+        gt=0,
+        description="seconds of the rate limit's sliding window; it admits "
+        "rate_limit_rpm x window / 60 requests (a short window: a quota that binds at once)",
+    )
+    retry_info: bool = Field(
+        True,
+        description="429s name their retry delay (RetryInfo.retryDelay and 'Please retry "
+        "in'); False: a bare 429 with no usable delay",
+    )
     fault_rate: float = Field(0.0, ge=0, le=1, description="probability a request faults")
     faults: tuple[FaultKind, ...] = Field(
         ("429", "500", "503"), description="fault kinds drawn uniformly when a request faults"

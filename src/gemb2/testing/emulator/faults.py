@@ -28,24 +28,29 @@ class Fault:
 class RateLimiter:
     """A sliding window over accepted requests; over the limit says how long until a slot frees.
 
-    ``rpm`` may be fractional: the window then stretches so that ``capacity`` requests
-    fit in ``60 * capacity / rpm`` seconds (exactly 60 s for whole numbers).
+    The window admits ``rpm * seconds / 60`` requests (60 s by default). A fractional
+    capacity stretches the window so that ``capacity`` requests fit in
+    ``seconds * capacity / (rpm * seconds / 60)`` (exactly ``seconds`` for whole numbers).
     """
 
-    def __init__(self, rpm: float | None) -> None:
+    def __init__(self, rpm: float | None, seconds: float = WINDOW_SECONDS) -> None:
         self._lock = threading.Lock()
         self._times: deque[float] = deque()
-        self.set_rpm(rpm)
+        self.set_rpm(rpm, seconds)
 
-    def set_rpm(self, rpm: float | None) -> None:
+    def set_rpm(self, rpm: float | None, seconds: float = WINDOW_SECONDS) -> None:
         with self._lock:
             self.rpm = rpm
-            self.capacity = max(1, math.floor(rpm)) if rpm else 0
-            self.window = WINDOW_SECONDS * self.capacity / rpm if rpm else WINDOW_SECONDS
+            per_window = rpm * seconds / WINDOW_SECONDS if rpm else 0.0
+            self.capacity = max(1, math.floor(per_window)) if rpm else 0
+            self.window = seconds * self.capacity / per_window if rpm else seconds
+            # the shortest delay a 429 names: 1 s, less for a window shorter than 10 s
+            self.least_wait = min(1.0, self.window / 10)
             self._times.clear()
 
     def acquire(self, now: float | None = None) -> float | None:
-        """Take a slot and return None, or return the seconds until one frees (>= 1)."""
+        """Take a slot and return None, or return the seconds until one frees (at least
+        ``least_wait``)."""
         if not self.rpm:
             return None
         now = time.monotonic() if now is None else now
@@ -56,7 +61,7 @@ class RateLimiter:
                 self._times.append(now)
                 return None
             wait = self._times[0] + self.window - now
-        return max(1.0, wait)
+        return max(self.least_wait, wait)
 
 
 class FaultDrawer:

@@ -83,7 +83,7 @@ class EmulatorApp:
         }
         self.config = config.model_copy(update=unset) if unset else config
         self.stats = EmulatorStats()
-        self.limiter = RateLimiter(config.rate_limit_rpm)
+        self.limiter = RateLimiter(config.rate_limit_rpm, config.rate_limit_window)
         self.drawer = FaultDrawer(config.seed)
         self.media = MediaCache()
         self.stopping = threading.Event()
@@ -98,8 +98,8 @@ class EmulatorApp:
             self.config = new
             self._since_configure = 0
             self.drawer.reseed(new.seed)
-            if "rate_limit_rpm" in changes:
-                self.limiter.set_rpm(new.rate_limit_rpm)
+            if "rate_limit_rpm" in changes or "rate_limit_window" in changes:
+                self.limiter.set_rpm(new.rate_limit_rpm, new.rate_limit_window)
             return new
 
     def spec(self, model: str, ver: str, method: str) -> ModelSpec:
@@ -193,7 +193,7 @@ class EmulatorApp:
         if wait is not None:
             self.stats.count_fault("rate_limit")
             raise api_errors.resource_exhausted(
-                wait,
+                wait if cfg.retry_info else None,
                 f"Resource has been exhausted: the emulator's limit of "
                 f"{cfg.rate_limit_rpm:g} requests per minute was reached.",
             )
@@ -208,7 +208,8 @@ class EmulatorApp:
             return fault
         if fault.kind == "429":
             raise api_errors.resource_exhausted(
-                fault.retry_delay, self.profile.errors.resource_exhausted
+                fault.retry_delay if cfg.retry_info else None,
+                self.profile.errors.resource_exhausted,
             )
         if fault.kind == "500":
             raise api_errors.internal(self.profile.errors.internal)
