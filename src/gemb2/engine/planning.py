@@ -159,18 +159,28 @@ class EmbedRun:
         max_bytes: int,
         progress: bool,
         stop: threading.Event | asyncio.Event,
+        total: int | None = None,
     ) -> None:
-        self.results: list[list[float] | None] = [None] * len(prepared)
+        n = len(prepared) if total is None else total
+        self.results: list[list[float] | None] = [None] * n
         self.failure: BaseException | None = None
         self.stop = stop
         self._cache, self._usage, self._on_batch = cache, usage, on_batch
+        self._max_items, self._max_bytes = max_items, max_bytes
+        self._copies: dict[int, list[int]] = {}
+        self._bar = tqdm(total=n, disable=not progress, unit="item", desc="embedding")
+        self.batches = self.add(prepared)
+
+    def add(self, prepared: list[PreparedItem]) -> list[list[PreparedItem]]:
+        """The calls for more of the run's items (a streamed run adds them span by span;
+        its ``total`` sized the results): cache hits are served, copies noted."""
         todo = self._serve_from_cache(prepared)
-        # identical items of the run (copies of a file, the blank pieces of a PDF) are sent
-        # once; their copies land with the first
-        sent, self._copies = distinct(todo)
-        self.batches = cut_into_calls(sent, max_items, max_bytes)
-        self._bar = tqdm(total=len(prepared), disable=not progress, unit="item", desc="embedding")
+        # identical items (copies of a file, the blank pieces of a PDF) are sent once;
+        # their copies land with the first (a streamed run: within one span)
+        sent, copies = distinct(todo)
+        self._copies.update(copies)
         self._bar.update(len(prepared) - len(sent))
+        return cut_into_calls(sent, self._max_items, self._max_bytes)
 
     def _serve_from_cache(self, prepared: list[PreparedItem]) -> list[PreparedItem]:
         if self._cache is None or not prepared:
