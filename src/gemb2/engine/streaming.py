@@ -151,7 +151,8 @@ def drive_threaded(
                 break
             try:
                 batches = run.add(prepare(span))
-            except Exception as exc:  # a bad item: what was sent lands, nothing more is sent
+            # a bad item (or Ctrl-C): what was sent lands, nothing more is sent
+            except BaseException as exc:
                 run.fail(exc)
                 break
             ahead.take(key, span, len(batches))
