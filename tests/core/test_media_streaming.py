@@ -171,3 +171,23 @@ def test_missing_or_empty_file_anywhere_is_refused_before_any_call(
         assert info.value.item == N
         assert why in str(info.value) and odd.name in str(info.value)
         assert fake.calls == []
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_copies_in_different_spans_are_sent_once(files: list[Path], driver: str) -> None:
+    inputs = [*files, files[0], files[5]]  # copies of items of the first spans, at the end
+    fake = FakeTransport()
+    emb = Embedder(transport=fake, dimensions=128, max_concurrency=2, **small_calls(files))
+    landed: list[int] = []
+
+    def on_batch(idx: list[int], _v: list[list[float]]) -> None:
+        landed.extend(idx)
+
+    if driver == "sync":
+        vectors = emb.embed(inputs, on_batch=on_batch)
+    else:
+        vectors = asyncio.run(emb.aembed(inputs, on_batch=on_batch))
+    assert sum(len(body["requests"]) for body in fake.calls) == N
+    assert vectors[N] == vectors[0] and vectors[N + 1] == vectors[5]
+    assert sorted(landed) == list(range(N + 2))
+    assert emb.usage.deduplicated == 2

@@ -1,8 +1,9 @@
 """The engine: items in, vectors out, in order, one per item.
 
 Checks every item before any call (a run of many media files: cheap checks of all
-first, full checks just ahead of each call, ``engine/streaming.py``), conditions text for the task, serves repeats
-from the cache, sends identical items of one call once (each gets the vector),
+first, full checks just ahead of each call, ``engine/streaming.py``), conditions text
+for the task, serves repeats from the cache, sends identical items of a run once
+(each gets the vector),
 batches (<= 100 items and the payload limit), runs batches concurrently under a rate
 limit, retries what is worth retrying, and refuses any answer whose vector count or
 shape is off: a malformed answer is retried like any fault on the wire, and never
