@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import media_scale
+
 MARK = {"ok": "ok", "wrong": "✗ wrong output", "failed": "✗ failed", "cannot": "cannot"}
 OTHER = ("langchain-google-genai", "llama-index", "google-genai-haystack", "chromadb")
 
@@ -183,6 +185,18 @@ def markdown(res: dict[str, Any]) -> str:
                             None,
                         )
                     )
+    if "media-scale" in cases:
+        case = cases["media-scale"]
+        out += media_scale.markdown(case)
+        mine = case["rows"][-2]  # this tree's plain row
+        if mine.get("items_per_s"):
+            ratio = mine["items_per_s"] / case["ceiling"]["items_per_s"]
+            goals.append(("media at scale >= 70% of its ceiling", _pct(ratio), ratio >= 0.7))
+            peak = mine["peaks_mb"].get("embed", 0)
+            bound = case["budget_mb"] + 200
+            goals.append(
+                (f"media at scale: peak RSS <= {bound:.0f} MB", f"{peak:.0f} MB", peak <= bound)
+            )
     if "media" in cases:
         case = cases["media"]
         out += ingestion_table(f"Ingestion: {case['items']:,} mixed media items", case, s)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 
 import adaptive  # noqa: E402
 import corpus  # noqa: E402
+import media_scale  # noqa: E402
 import quota  # noqa: E402
 import report  # noqa: E402
 
@@ -309,6 +310,9 @@ def run_cases(
         out["media"] = ingestion(
             MEDIA_ROWS, {"media": [str(m) for m in media]}, len(media), args, emu, anchors
         )
+    if "media-scale" in cases:
+        print(f"media at scale: {args.media_scale} files", flush=True)
+        out["media-scale"] = media_scale.run(args, emu, DATA, worker_env(emu.base_url))
     if "overhead" in cases:
         print("client overhead at zero latency", flush=True)
         out["overhead"] = overhead(texts_json, args, emu)
@@ -396,12 +400,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every case")
     p.add_argument(
         "--cases",
-        default="text,media,overhead,reindex,memory,quota,adaptive,matryoshka,tricks",
-        help="comma-separated subset of text,media,overhead,reindex,memory,quota,adaptive,"
-        "matryoshka,tricks",
+        default="text,media,media-scale,overhead,reindex,memory,quota,adaptive,matryoshka,tricks",
+        help="comma-separated subset of text,media,media-scale,overhead,reindex,memory,quota,"
+        "adaptive,matryoshka,tricks",
     )
     p.add_argument("--texts", type=int, help="texts in the ingestion case (5000)")
     p.add_argument("--media", type=int, help="media items in the ingestion case (200)")
+    p.add_argument("--media-scale", type=int, help="files in the media-scale case (1500)")
+    p.add_argument(
+        "--media-scale-before",
+        type=Path,
+        help="a src/ folder: the media-scale case also runs the engine there, side by side",
+    )
     p.add_argument("--dims", type=int, default=768, help="output dimension of every row (768)")
     p.add_argument(
         "--concurrency", type=int, default=4, help="gemb2 max_concurrency (4, its default)"
@@ -436,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = args.quick
     args.texts = args.texts or (1000 if quick else 5000)
     args.media = args.media or (40 if quick else 200)
+    args.media_scale = args.media_scale or (300 if quick else 1500)
     args.video_seconds = args.video_seconds or (120 if quick else 600)
     args.memory_texts = args.memory_texts or (1000 if quick else 10000)
     args.matryoshka_items = args.matryoshka_items or (3000 if quick else 100_000)
@@ -481,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "rpm",
                 "texts",
                 "media",
+                "media_scale",
                 "video_seconds",
                 "memory_texts",
                 "matryoshka_items",

@@ -1,7 +1,9 @@
 """The engine: items in, vectors out, in order, one per item.
 
-Checks every item before any call, conditions text for the task, serves repeats
-from the cache, sends identical items of one call once (each gets the vector),
+Checks every item before any call (a run of many media files: cheap checks of all
+first, full checks just ahead of each call, ``engine/streaming.py``), conditions text
+for the task, serves repeats from the cache, sends identical items of a run once
+(each gets the vector),
 batches (<= 100 items and the payload limit), runs batches concurrently under a rate
 limit, retries what is worth retrying, and refuses any answer whose vector count or
 shape is off: a malformed answer is retried like any fault on the wire, and never
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from gemb2.engine import calls
+from gemb2.engine import calls, streaming
 from gemb2.engine.budget import AsyncByteBudget, ByteBudget
 from gemb2.engine.cache import VectorCache
 from gemb2.engine.concurrency import Gate
@@ -33,6 +35,7 @@ from gemb2.engine.planning import (
     threads_worth_starting,
 )
 from gemb2.engine.settings import EmbedSettings
+from gemb2.engine.streaming import Span
 from gemb2.engine.usage import Usage
 from gemb2.errors import ConfigError, InputError
 from gemb2.inputs.media import Item, ItemLike, as_items
@@ -87,6 +90,8 @@ class Embedder:
         self.gate = Gate(settings.max_concurrency, adaptive=settings.adaptive_concurrency)
         self._budget = ByteBudget(settings.max_inflight_bytes)
         self._abudgets: dict[int, AsyncByteBudget] = {}
+        # the last streamed run's read-ahead (its ``peak``: most media bytes read, not landed)
+        self.read_ahead: streaming.ReadAhead | None = None
 
     # -- public API -----------------------------------------------------------------
 
@@ -114,9 +119,20 @@ class Embedder:
         retrying) or ``RetryExhaustedError``; an answer that cannot be used (not JSON, a
         wrong vector count or dimension, NaN) is retried, and when retries run out its
         ``ResponseMismatchError`` (naming the batch's items) is the ``.last``. After the
-        first failure no call is sent; calls already sent finish and land."""
+        first failure no call is sent; calls already sent finish and land.
+
+        Many media files are read and checked just ahead of their calls, not all before
+        the first (``gemb2.engine.streaming``)."""
+        values = inputs if isinstance(inputs, list) else list(inputs)
         stop = threading.Event()
-        with self._run(inputs, role, task, progress, on_batch, stop) as run:
+        plan = self._stream_plan(values, role, task)
+        if plan is not None:
+            run, prepare, ahead = self._streamed(values, role, task, progress, on_batch, stop)
+            with run:
+                threads = self.settings.max_concurrency
+                streaming.drive_threaded(run, plan, prepare, self._call, stop, threads, ahead)
+            return run.vectors()
+        with self._run(values, role, task, progress, on_batch, stop) as run:
             if self._threads(run.batches) <= 1:
                 for batch in run.batches:
                     run.land(batch, self._call(batch, stop))
@@ -135,8 +151,15 @@ class Embedder:
     ) -> list[list[float]]:
         """Async twin of ``embed`` on the SDK's async client (no thread pool): the same
         planning, retries, landing and failure, one task per batch."""
+        values = inputs if isinstance(inputs, list) else list(inputs)
         stop = asyncio.Event()
-        with self._run(inputs, role, task, progress, on_batch, stop) as run:
+        plan = self._stream_plan(values, role, task)
+        if plan is not None:
+            run, prepare, ahead = self._streamed(values, role, task, progress, on_batch, stop)
+            with run:
+                await streaming.drive_async(run, plan, prepare, self._acall, stop, ahead)
+            return run.vectors()
+        with self._run(values, role, task, progress, on_batch, stop) as run:
 
             async def send(batch: list[PreparedItem]) -> None:
                 try:
@@ -176,12 +199,23 @@ class Embedder:
         one the inputs in order would raise first (any that cannot be coerced, then the
         first that fails its checks), as when they are checked one by one."""
         values = inputs if isinstance(inputs, list) else list(inputs)
-        task_name = task or self.settings.task
-        reading = [_needs_reading(v) for v in values]
+        return self._prepare_span(values, 0, len(values), role, task or self.settings.task)
+
+    def _prepare_span(
+        self, values: list[ItemLike], start: int, stop: int, role: Role, task_name: str
+    ) -> list[PreparedItem]:
+        """``prepare`` of inputs ``start``..``stop``, addressed by their place in ``values``."""
+        reading = [_needs_reading(values[i]) for i in range(start, stop)]
         # deferred pieces are read to be checked: one at a time keeps one piece in memory
         if _PREPARE_WORKERS < 2 or None in reading or reading.count(True) < _PARALLEL_PREPARE:
-            items = as_items(values)
-            return [self._prepare_one(i, item, role, task_name) for i, item in enumerate(items)]
+            if start == 0 and stop == len(values):
+                items = as_items(values)
+            else:
+                try:
+                    items = as_items(values[start:stop])
+                except InputError as bad:
+                    raise bad.at(start + (bad.item or 0)) from bad
+            return [self._prepare_one(start + k, it, role, task_name) for k, it in enumerate(items)]
 
         def one(i: int) -> tuple[Item | None, BaseException | None, PreparedItem | None]:
             try:
@@ -196,7 +230,7 @@ class Embedder:
                 return item, exc, None
 
         with ThreadPoolExecutor(_PREPARE_WORKERS, thread_name_prefix="gemb2-prepare") as pool:
-            done = list(pool.map(one, range(len(values))))
+            done = list(pool.map(one, range(start, stop)))
         for item, exc, _ in done:
             if item is None and exc is not None:  # coercion fails first, as in as_items
                 raise exc
@@ -253,7 +287,7 @@ class Embedder:
 
     def _run(
         self,
-        inputs: Iterable[ItemLike],
+        inputs: list[ItemLike],
         role: Role,
         task: str | None,
         progress: bool,
@@ -261,17 +295,71 @@ class Embedder:
         stop: threading.Event | asyncio.Event,
     ) -> EmbedRun:
         """Check every input, serve cache hits, and plan the calls of one run."""
-        s = self.settings
+        return self._new_run(self.prepare(inputs, role=role, task=task), progress, on_batch, stop)
+
+    def _new_run(
+        self,
+        prepared: list[PreparedItem],
+        progress: bool,
+        on_batch: OnBatch | None,
+        stop: threading.Event | asyncio.Event,
+        total: int | None = None,
+    ) -> EmbedRun:
+        max_items, max_bytes = self._call_limits()
         return EmbedRun(
-            self.prepare(inputs, role=role, task=task),
+            prepared,
             cache=self.cache,
             usage=self.usage,
             on_batch=on_batch,
-            max_items=min(s.batch_size, s.resolved_limits.max_batch, self.transport.max_batch),
-            max_bytes=min(s.resolved_limits.max_inline_bytes, s.max_call_bytes),
+            max_items=max_items,
+            max_bytes=max_bytes,
             progress=progress,
             stop=stop,
+            total=total,
         )
+
+    def _call_limits(self) -> tuple[int, int]:
+        """Most items, and most inline bytes, of one call."""
+        s = self.settings
+        max_items = min(s.batch_size, s.resolved_limits.max_batch, self.transport.max_batch)
+        return max_items, min(s.resolved_limits.max_inline_bytes, s.max_call_bytes)
+
+    def _stream_plan(
+        self, values: list[ItemLike], role: Role, task: str | None
+    ) -> list[Span] | None:
+        """The spans of a run worth streaming (media to read, more than one call's worth),
+        after the cheap check of every input; None: prepare everything first."""
+        if len(values) <= _PARALLEL_PREPARE or not any(_needs_reading(v) for v in values):
+            return None
+        task_name = task or self.settings.task
+        sizes = []
+        for i, value in enumerate(values):
+            size, doubted = streaming.size_of(value, self._limits.max_inline_bytes)
+            if doubted:  # its full check, now: raises the error it would raise unstreamed
+                self._prepare_span(values, i, i + 1, role, task_name)
+            sizes.append(size)
+        plan = streaming.spans(sizes, *self._call_limits())
+        return plan if len(plan) > 1 else None
+
+    def _streamed(
+        self,
+        values: list[ItemLike],
+        role: Role,
+        task: str | None,
+        progress: bool,
+        on_batch: OnBatch | None,
+        stop: threading.Event | asyncio.Event,
+    ) -> tuple[EmbedRun, streaming.Prepare, streaming.ReadAhead]:
+        """A streamed run's parts: the run, how a span is prepared, the read-ahead bound
+        (bytes read and not landed: the in-flight budget again as much, for what waits)."""
+        task_name = task or self.settings.task
+
+        def prepare(span: Span) -> list[PreparedItem]:
+            return self._prepare_span(values, span.start, span.stop, role, task_name)
+
+        run = self._new_run([], progress, on_batch, stop, total=len(values))
+        self.read_ahead = streaming.ReadAhead(2 * self.settings.max_inflight_bytes)
+        return run, prepare, self.read_ahead
 
     def _threads(self, batches: list[list[PreparedItem]]) -> int:
         s = self.settings

@@ -159,18 +159,59 @@ class EmbedRun:
         max_bytes: int,
         progress: bool,
         stop: threading.Event | asyncio.Event,
+        total: int | None = None,
     ) -> None:
-        self.results: list[list[float] | None] = [None] * len(prepared)
+        n = len(prepared) if total is None else total
+        self.results: list[list[float] | None] = [None] * n
         self.failure: BaseException | None = None
         self.stop = stop
         self._cache, self._usage, self._on_batch = cache, usage, on_batch
+        self._max_items, self._max_bytes = max_items, max_bytes
+        self._copies: dict[int, list[int]] = {}
+        # a streamed run (``total`` given) also finds copies across its spans
+        self._firsts: dict[tuple[Any, ...], int] | None = None if total is None else {}
+        self._bar = tqdm(total=n, disable=not progress, unit="item", desc="embedding")
+        self.batches = self.add(prepared)
+
+    def add(self, prepared: list[PreparedItem]) -> list[list[PreparedItem]]:
+        """The calls for more of the run's items (a streamed run adds them span by span;
+        its ``total`` sized the results): cache hits are served, copies noted."""
         todo = self._serve_from_cache(prepared)
-        # identical items of the run (copies of a file, the blank pieces of a PDF) are sent
-        # once; their copies land with the first
-        sent, self._copies = distinct(todo)
-        self.batches = cut_into_calls(sent, max_items, max_bytes)
-        self._bar = tqdm(total=len(prepared), disable=not progress, unit="item", desc="embedding")
+        # identical items (copies of a file, the blank pieces of a PDF) are sent once;
+        # their copies land with the first
+        sent, copies = distinct(todo)
+        self._copies.update(copies)
+        if self._firsts is not None:
+            sent = self._copies_of_earlier(sent)
         self._bar.update(len(prepared) - len(sent))
+        return cut_into_calls(sent, self._max_items, self._max_bytes)
+
+    def _copies_of_earlier(self, sent: list[PreparedItem]) -> list[PreparedItem]:
+        """Of a span's distinct items, those not sent in an earlier span; a copy lands
+        with its first (now, if that has landed). Media are told apart by digest (already
+        taken by the checks)."""
+        assert self._firsts is not None
+        out = []
+        for p in sent:
+            parts = tuple(
+                x if isinstance(x, str) else (x.mime_type, x.uri, x.digest) for x in p.item.parts
+            )
+            key = (p.task_type, p.title, p.text if p.text is not None else parts)
+            first = self._firsts.setdefault(key, p.index)
+            if first == p.index:
+                out.append(p)
+                continue
+            mine = [p.index, *self._copies.pop(p.index, [])]
+            vector = self.results[first]
+            if vector is None:  # in flight (or failed: then the run fails)
+                self._copies.setdefault(first, []).extend(mine)
+                continue
+            for j in mine:
+                self.results[j] = vector
+            self._usage.record_deduplicated(len(mine))
+            if self._on_batch:
+                self._on_batch(mine, [vector] * len(mine))
+        return out
 
     def _serve_from_cache(self, prepared: list[PreparedItem]) -> list[PreparedItem]:
         if self._cache is None or not prepared:
