@@ -50,10 +50,11 @@ class EmbedBatch:
     ``text_column`` and ``media_column`` name the columns to embed (neither: ``"text"``);
     a null (None, NaN) leaves that part out of the row's item, and a row with neither
     is refused. A media value is a path or URI (``str``) or the file's bytes (its type
-    sniffed from the content). ``id_column`` names a column that identifies a row in
-    errors. ``settings`` and ``overrides`` are ``EmbedSettings`` fields, as for
-    ``Embedder``; ``embedder`` is instead a picklable factory of the ``Embedder`` to use
-    (e.g. one on a ``FakeTransport``), called once on each worker.
+    sniffed from the content). An error's item number counts rows within the batch;
+    ``id_column`` names a column that identifies the row in it. ``settings`` and
+    ``overrides`` are ``EmbedSettings`` fields, as for ``Embedder``; ``embedder`` is
+    instead a picklable factory of the ``Embedder`` to use (e.g. one on a
+    ``FakeTransport``), called once on each worker.
     """
 
     def __init__(
@@ -205,7 +206,11 @@ def _columns(batch: Any) -> tuple[str, dict[str, list[Any]], int]:
         return "numpy", cols, rows
     module = type(batch).__module__.split(".")[0]
     if module == "pandas":
-        cols = {str(k): batch[k].tolist() for k in batch.columns}
+        # pandas' missing values (NaN, None, pd.NA of its string dtype) as None
+        cols = {
+            str(k): batch[k].astype(object).where(batch[k].notna(), None).tolist()
+            for k in batch.columns
+        }
         return "pandas", cols, len(batch)
     if module == "pyarrow":
         cols = {k: batch.column(k).to_pylist() for k in batch.column_names}
