@@ -102,6 +102,15 @@ MEDIA_ROWS = [
     Row("chromadb `GoogleGeminiEmbeddingFunction`", "anchor_chroma_media"),
     Row("reference: plain google-genai loop (sequential)", "bare_media"),
 ]
+RAY_TEXT_ROWS = [
+    Row("gemb2 core `Embedder.embed` (one process)", "core_text"),
+    Row("gemb2 core `Embedder.embed`, `max_concurrency=8`", "core_text", extra={"concurrency": 8}),
+    Row("gemb2.ray `EmbedBatch`, 2 actors x `max_concurrency=4`", "ray_text"),
+]
+RAY_MEDIA_ROWS = [
+    Row("gemb2 core `Embedder.embed` (one process)", "core_media"),
+    Row("gemb2.ray `EmbedBatch`, 2 actors x `max_concurrency=4`", "ray_media"),
+]
 OTHER = ("langchain-google-genai", "llama-index", "google-genai-haystack", "chromadb")
 
 
@@ -303,6 +312,14 @@ def run_cases(
         out["media"] = ingestion(
             MEDIA_ROWS, {"media": [str(m) for m in media]}, len(media), args, emu, anchors
         )
+    if "ray" in cases:
+        print(f"Ray Data: {args.texts} texts, {len(media)} media items", flush=True)
+        out["ray_text"] = ingestion(
+            RAY_TEXT_ROWS, {"texts": str(texts_json)}, args.texts, args, emu, anchors
+        )
+        out["ray_media"] = ingestion(
+            RAY_MEDIA_ROWS, {"media": [str(m) for m in media]}, len(media), args, emu, anchors
+        )
     if "overhead" in cases:
         print("client overhead at zero latency", flush=True)
         out["overhead"] = overhead(texts_json, args, emu)
@@ -380,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--cases",
         default="text,media,overhead,reindex,memory,quota,matryoshka,tricks",
-        help="comma-separated subset of text,media,overhead,reindex,memory,quota,matryoshka,tricks",
+        help="comma-separated subset of text,media,overhead,reindex,memory,quota,matryoshka,"
+        "tricks,ray (ray: not in the default set)",
     )
     p.add_argument("--texts", type=int, help="texts in the ingestion case (5000)")
     p.add_argument("--media", type=int, help="media items in the ingestion case (200)")
@@ -428,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text_list = corpus.texts(args.texts)
     texts_json = DATA / f"texts_{args.texts}.json"
     texts_json.write_text(json.dumps(text_list))
-    media = corpus.media_corpus(DATA, args.media) if cases & {"media", "reindex"} else []
+    media = corpus.media_corpus(DATA, args.media) if cases & {"media", "reindex", "ray"} else []
     anchors = anchor_python(log) if cases & {"text", "media"} else None
 
     config = EmulatorConfig(
