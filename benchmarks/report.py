@@ -206,6 +206,11 @@ def markdown(res: dict[str, Any]) -> str:
             goals.append(
                 ("ingestion >= 90% of the network ceiling (media)", _pct(ratio), ratio >= 0.9)
             )
+    for key, what in (("ray_text", "short texts"), ("ray_media", "media items")):
+        if key in cases:
+            case = cases[key]
+            title = f"Ray Data: {case['items']:,} {what}, `EmbedBatch` vs one process"
+            out += ingestion_table(title, case, s)
     if "overhead" in cases:
         lines, ratio = overhead_table(cases["overhead"])
         out += lines

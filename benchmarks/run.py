@@ -104,6 +104,15 @@ MEDIA_ROWS = [
     Row("chromadb `GoogleGeminiEmbeddingFunction`", "anchor_chroma_media"),
     Row("reference: plain google-genai loop (sequential)", "bare_media"),
 ]
+RAY_TEXT_ROWS = [
+    Row("gemb2 core `Embedder.embed` (one process)", "core_text"),
+    Row("gemb2 core `Embedder.embed`, `max_concurrency=8`", "core_text", extra={"concurrency": 8}),
+    Row("gemb2.ray `EmbedBatch`, 2 actors x `max_concurrency=4`", "ray_text"),
+]
+RAY_MEDIA_ROWS = [
+    Row("gemb2 core `Embedder.embed` (one process)", "core_media"),
+    Row("gemb2.ray `EmbedBatch`, 2 actors x `max_concurrency=4`", "ray_media"),
+]
 OTHER = ("langchain-google-genai", "llama-index", "google-genai-haystack", "chromadb")
 
 
@@ -313,6 +322,14 @@ def run_cases(
     if "media-scale" in cases:
         print(f"media at scale: {args.media_scale} files", flush=True)
         out["media-scale"] = media_scale.run(args, emu, DATA, worker_env(emu.base_url))
+    if "ray" in cases:
+        print(f"Ray Data: {args.texts} texts, {len(media)} media items", flush=True)
+        out["ray_text"] = ingestion(
+            RAY_TEXT_ROWS, {"texts": str(texts_json)}, args.texts, args, emu, anchors
+        )
+        out["ray_media"] = ingestion(
+            RAY_MEDIA_ROWS, {"media": [str(m) for m in media]}, len(media), args, emu, anchors
+        )
     if "overhead" in cases:
         print("client overhead at zero latency", flush=True)
         out["overhead"] = overhead(texts_json, args, emu)
@@ -402,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cases",
         default="text,media,media-scale,overhead,reindex,memory,quota,adaptive,matryoshka,tricks",
         help="comma-separated subset of text,media,media-scale,overhead,reindex,memory,quota,"
-        "adaptive,matryoshka,tricks",
+        "adaptive,matryoshka,tricks,ray (ray: not in the default set)",
     )
     p.add_argument("--texts", type=int, help="texts in the ingestion case (5000)")
     p.add_argument("--media", type=int, help="media items in the ingestion case (200)")
@@ -465,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text_list = corpus.texts(args.texts)
     texts_json = DATA / f"texts_{args.texts}.json"
     texts_json.write_text(json.dumps(text_list))
-    media = corpus.media_corpus(DATA, args.media) if cases & {"media", "reindex"} else []
+    media = corpus.media_corpus(DATA, args.media) if cases & {"media", "reindex", "ray"} else []
     anchors = anchor_python(log) if cases & {"text", "media"} else None
 
     config = EmulatorConfig(

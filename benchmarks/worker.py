@@ -922,6 +922,54 @@ def _chroma_parts(path: Path) -> dict[str, int]:
     return parts
 
 
+# --------------------------------------------------------------------------- Ray Data
+
+
+def _ray_rows(job: Job, rows: list[dict[str, Any]], column: str) -> Result:
+    """``ds.map_batches(EmbedBatch)`` on a local cluster started before the clock (its
+    ``ray.init`` takes seconds); timed: the dataset's whole execution, the actors'
+    start-up included, as a user's job pays it."""
+    import ray
+
+    from gemb2.ray import EmbedBatch
+
+    actors = int(job.get("actors", 2))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+
+        def make() -> Callable[[], list[Any]]:
+            ds = ray.data.from_items(rows, override_num_blocks=max(actors, len(rows) // 500))
+            kwargs = {
+                column: column,
+                "base_url": job["base_url"],
+                "dimensions": job["dims"],
+                **gemb2_settings(job),
+            }
+            pipe = ds.map_batches(
+                EmbedBatch,
+                fn_constructor_kwargs={
+                    "text_column" if column == "text" else "media_column": column,
+                    **{k: v for k, v in kwargs.items() if k != column},
+                },
+                batch_size=100,
+                compute=ray.data.ActorPoolStrategy(size=actors),
+            )
+            return lambda: [r["embedding"] for r in pipe.take_all()]
+
+        return ingest(job, make, len(rows), ["gemb2", "ray"])
+    finally:
+        ray.shutdown()
+
+
+def ray_text(job: Job) -> Result:
+    return _ray_rows(job, [{"text": t} for t in load_texts(job)], "text")
+
+
+def ray_media(job: Job) -> Result:
+    return _ray_rows(job, [{"media": str(p)} for p in media_paths(job)], "media")
+
+
 # --------------------------------------------------------------------------- entry
 
 
@@ -953,6 +1001,8 @@ JOBS: dict[str, Callable[[Job], Result]] = {
         memory,
         matryoshka,
         tricks_cpu,
+        ray_text,
+        ray_media,
     )
 }
 

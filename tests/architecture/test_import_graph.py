@@ -115,3 +115,27 @@ def test_a_cycle_is_found() -> None:
 def test_no_import_cycles() -> None:
     cycles = _cycles(_graph())
     assert cycles == [], "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def _imports_ray(path: Path) -> bool:
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and not node.level
+            else []
+        )
+        if any(n == "ray" or n.startswith("ray.") for n in names):
+            return True
+    return False
+
+
+def test_only_gemb2_ray_imports_ray() -> None:
+    """Ray is an extra: the core imports without it, and nothing of ours imports
+    ``gemb2.ray`` (a user does)."""
+    graph = _graph()
+    assert [n for n in graph if "gemb2.ray" in graph[n]] == []
+    importers = sorted(n for n, p in _modules().items() if _imports_ray(p))
+    assert importers == ["gemb2.ray"]

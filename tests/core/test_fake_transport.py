@@ -57,8 +57,12 @@ def test_every_call_is_recorded_with_its_body() -> None:
     fake = FakeTransport()
     emb = Embedder(transport=fake, dimensions=256, batch_size=40)
     emb.embed([f"text {i}" for i in range(100)])
-    assert [len(c["requests"]) for c in fake.calls] == [40, 40, 20]
-    first = fake.calls[0]["requests"][0]
+    # the calls run concurrently: they may be recorded in any order
+    assert sorted(len(c["requests"]) for c in fake.calls) == [20, 40, 40]
+    firsts = [c["requests"][0] for c in fake.calls]
+    texts = sorted(r["content"]["parts"][0]["text"] for r in firsts)
+    assert texts == [f"title: none | text: text {i}" for i in (0, 40, 80)]
+    first = next(r for r in firsts if r["content"]["parts"][0]["text"].endswith(" text 0"))
     assert first["model"] == "models/gemini-embedding-2"
     assert first["outputDimensionality"] == 256
     assert first["content"]["parts"] == [{"text": "title: none | text: text 0"}]

@@ -1,0 +1,339 @@
+"""Ray Data on a local cluster (2 CPUs, started once for the module) against the emulator
+over HTTP: ``gemb2.ray.EmbedBatch`` in ``map_batches`` gives the single-process
+``Embedder``'s vectors for text, media and interleaved rows in every batch format;
+bad rows are named; actors share one quota through a SQLite limiter;
+``examples/ray_index.py`` indexes a folder and resumes with no call; LlamaIndex's
+``RayIngestionPipeline`` gives the plain ``IngestionPipeline``'s vectors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import runpy
+import shutil
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from gemb2 import ConfigError, Embedder  # noqa: E402
+from gemb2.ingest.indexer import index_paths  # noqa: E402
+from gemb2.ray import EmbedBatch  # noqa: E402
+from gemb2.testing import FakeTransport, samples  # noqa: E402
+from gemb2.testing.emulator import Emulator  # noqa: E402
+
+DIMS = 128
+EXAMPLE = Path(__file__).parents[2] / "examples" / "ray_index.py"
+FORMATS = ("default", "numpy", "pandas", "pyarrow")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("ray-media")
+    return {
+        "png": samples.make_png(d / "red.png", "a red circle", color=(255, 0, 0), shape="circle"),
+        "jpg": samples.make_jpeg(d / "star.jpg", "a yellow star", color=(255, 220, 0)),
+        "wav": samples.make_wav(d / "piano.wav", 2, description="a piano note"),
+        "pdf": samples.make_pdf(d / "two.pdf", ["volcanoes erupt lava", "honeybees"]),
+    }
+
+
+def _actors(n: int = 2) -> Any:
+    return ray.data.ActorPoolStrategy(size=n)
+
+
+def _mixed(files: dict[str, Path]) -> tuple[pa.Table, list[Any]]:
+    """Rows of text alone, a file alone, and text with a file (one interleaved item),
+    and what the single-process Embedder is given for each."""
+    rows = [
+        ("a cat on a mat", None),
+        (None, files["png"]),
+        ("a caption", files["jpg"]),
+        ("the sea at night", None),
+        (None, files["wav"]),
+        ("two pages", files["pdf"]),
+    ]
+    table = pa.table(
+        {
+            "id": [f"r{i}" for i in range(len(rows))],
+            "text": pa.array([t for t, _ in rows], pa.string()),
+            "path": pa.array([str(p) if p else None for _, p in rows], pa.string()),
+        }
+    )
+    items = [t if p is None else (p if t is None else [t, p]) for t, p in rows]
+    return table, items
+
+
+def _by_id(rows: list[dict[str, Any]], column: str = "embedding") -> dict[str, list[float]]:
+    return {r["id"]: [float(x) for x in r[column]] for r in rows}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_text_media_and_interleaved_rows_match_the_embedder(
+    fmt: str, emulator: Emulator, files: dict[str, Path]
+) -> None:
+    table, items = _mixed(files)
+    ds = ray.data.from_arrow([table.slice(0, 3), table.slice(3)])  # two blocks, two actors
+    out = ds.map_batches(
+        EmbedBatch,
+        fn_constructor_kwargs={
+            "text_column": "text",
+            "media_column": "path",
+            "vector_column": "vec",
+            "base_url": emulator.base_url,
+            "dimensions": DIMS,
+        },
+        batch_size=2,
+        batch_format=fmt,
+        compute=_actors(),
+    ).take_all()
+    assert emulator.stats.items == 6  # every row sent once
+    assert sorted(r["id"] for r in out) == [f"r{i}" for i in range(6)]
+    assert {k for r in out for k in r} == {"id", "text", "path", "vec"}
+    with Embedder(base_url=emulator.base_url, dimensions=DIMS) as single:
+        want = single.embed(items)
+    got = _by_id(out, "vec")
+    for i, vector in enumerate(want):
+        assert len(got[f"r{i}"]) == DIMS
+        assert got[f"r{i}"] == pytest.approx(vector, abs=0), f"row r{i}"
+    # an interleaved row is one item of its own, not its text's or its file's vector
+    assert got["r2"] != pytest.approx(single_vector(emulator, "a caption"), abs=1e-6)
+
+
+def single_vector(emulator: Emulator, value: Any) -> list[float]:
+    with Embedder(base_url=emulator.base_url, dimensions=DIMS) as e:
+        return e.embed([value])[0]
+
+
+@pytest.mark.parametrize("fmt", ["numpy", "pyarrow"])
+def test_media_bytes_rows_match_the_embedder(
+    fmt: str, emulator: Emulator, files: dict[str, Path]
+) -> None:
+    paths = [files["png"], files["pdf"], files["wav"]]
+    ds = ray.data.from_items([{"id": p.name, "data": p.read_bytes()} for p in paths])
+    out = ds.map_batches(
+        EmbedBatch,
+        fn_constructor_kwargs={"media_column": "data", "base_url": emulator.base_url},
+        batch_format=fmt,
+        compute=_actors(1),
+    ).take_all()
+    with Embedder(base_url=emulator.base_url) as single:
+        want = single.embed(paths)
+    got = _by_id(out)
+    assert [len(got[p.name]) for p in paths] == [3072] * 3
+    for p, vector in zip(paths, want, strict=True):
+        assert got[p.name] == pytest.approx(vector, abs=0), p.name
+
+
+def test_a_bad_row_is_named_before_any_call(emulator: Emulator, files: dict[str, Path]) -> None:
+    rows = [
+        {"id": "good", "text": "fine", "path": None},
+        {"id": "gone", "text": None, "path": str(files["png"].with_name("missing.png"))},
+    ]
+    ds = ray.data.from_items(rows, override_num_blocks=1)  # one batch: checked together
+    with pytest.raises(Exception) as err:
+        ds.map_batches(
+            EmbedBatch,
+            fn_constructor_kwargs={
+                "text_column": "text",
+                "media_column": "path",
+                "id_column": "id",
+                "base_url": emulator.base_url,
+            },
+            compute=_actors(1),
+        ).take_all()
+    text = str(err.value)
+    # the item number counts within the batch; the id column names the row
+    assert "item 1 (id='gone', " in text and "missing.png): no such file" in text, text[-800:]
+    assert emulator.stats.requests == 0  # its batch's good row was not sent either
+
+
+def test_rows_refused_in_process(emulator: Emulator) -> None:
+    """The same checks without Ray: the callable itself (and each error it raises)."""
+    fn = EmbedBatch(
+        text_column="text", media_column="data", id_column="id", base_url=emulator.base_url
+    )
+    batch = {"id": np.array(["a", "b"]), "text": np.array(["x", None]), "data": [None, None]}
+    with pytest.raises(ValueError, match=r"item 1 \(id='b'\): the row has neither text nor media"):
+        fn(batch)
+    with pytest.raises(ValueError, match=r"item 0 \(id='a', <bytes>\): content is text"):
+        fn({"id": np.array(["a"]), "text": np.array([None]), "data": [b"just some words"]})
+    with pytest.raises(ConfigError, match=r"no column 'text' \(its columns: id\)"):
+        fn({"id": np.array(["a"])})
+    with pytest.raises(ConfigError, match="a factory"):
+        EmbedBatch(embedder=Embedder(base_url=emulator.base_url))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not both"):
+        EmbedBatch(embedder=lambda: Embedder(), dimensions=8)
+    assert emulator.stats.requests == 0
+
+
+def test_pickled_it_travels_as_its_settings(emulator: Emulator) -> None:
+    fn = EmbedBatch(api_key="AIza-secret-key-1234567890abc", base_url=emulator.base_url)
+    copy = pickle.loads(pickle.dumps(fn))
+    assert copy.embedder is not fn.embedder  # a worker builds its own client
+    assert copy.embedder.settings == fn.embedder.settings
+    assert "secret" not in repr(fn)
+
+
+def test_an_embedder_factory_is_called_on_each_worker() -> None:
+    """``embedder=`` (here one on the in-process FakeTransport, no socket)."""
+    texts = [f"note {i}" for i in range(5)]
+    ds = ray.data.from_items([{"id": str(i), "text": t} for i, t in enumerate(texts)])
+    out = ds.map_batches(
+        EmbedBatch,
+        fn_constructor_kwargs={"embedder": lambda: Embedder(transport=FakeTransport())},
+        batch_format="pandas",
+        compute=_actors(1),
+    ).take_all()
+    want = Embedder(transport=FakeTransport()).embed(texts)
+    got = _by_id(out)
+    assert [got[str(i)] for i in range(5)] == [pytest.approx(v, abs=0) for v in want]
+
+
+def test_actors_share_one_quota_through_a_sqlite_limiter(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """Two actors, one call per row, 600 calls/min shared through one SQLite file: the
+    workers book their turns in it, and after a short burst the calls come at most one
+    every 0.1 s (a lower bound only: late is allowed)."""
+    n, spacing = 40, 60.0 / 600
+    settings = {
+        "base_url": emulator.base_url,
+        "dimensions": DIMS,
+        "batch_size": 1,
+        "max_concurrency": 1,
+        "requests_per_minute": 600,
+        "limiter": f"sqlite:///{tmp_path / 'quota.sqlite'}",
+    }
+    ds = ray.data.from_items([{"text": f"row {i}"} for i in range(n)], override_num_blocks=2)
+    out = ds.map_batches(
+        EmbedBatch, fn_constructor_kwargs=settings, batch_size=10, compute=_actors(2)
+    ).take_all()
+    assert len(out) == n and emulator.stats.requests == n
+    arrivals = sorted(emulator.stats.arrivals)
+    assert arrivals[-1] - arrivals[0] >= (n - 2) * spacing - 0.05
+    with sqlite3.connect(tmp_path / "quota.sqlite") as db:  # the workers' bookings
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        assert sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables) >= 1
+
+
+# -- the example ---------------------------------------------------------------------
+
+
+def _folder(root: Path) -> Path:
+    d = root / "files"
+    samples.make_sample_corpus(d)
+    shutil.copy(d / "red_circle.png", d / "copy of red_circle (1).png")  # a duplicate
+    (d / "sub dir").mkdir()
+    shutil.copy(d / "baking_bread.txt", d / "sub dir" / "pain maison – recette.txt")
+    with open(os.path.join(os.fsencode(d), b"bad\xffname.png"), "wb") as f:
+        f.write((d / "blue_square.png").read_bytes())
+    return d
+
+
+def _run_example(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    argv = sys.argv
+    sys.argv = [str(EXAMPLE), *args]
+    try:
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(EXAMPLE), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_the_example_indexes_a_folder_and_resumes_with_no_call(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _folder(tmp_path)
+    db = tmp_path / "db"
+    args = (str(folder), "--db", str(db), "--base-url", emulator.base_url, "--dimensions", "128")
+    out = _run_example(capsys, *args)
+    assert "indexed 13 files, 0 unchanged, 0 skipped" in out
+    first_calls = emulator.stats.requests
+    assert first_calls > 0
+    got = chromadb.PersistentClient(path=str(db)).get_collection("ray_index")
+    stored = got.get(include=["embeddings", "metadatas"])
+    # the same records and vectors as the single-process indexer (what `gemb2 index` runs)
+    ref = chromadb.EphemeralClient().create_collection("ref")
+    with Embedder(base_url=emulator.base_url, dimensions=DIMS) as single:
+        index_paths([folder], ref, single)
+    want = ref.get(include=["embeddings", "metadatas"])
+    assert sorted(stored["ids"]) == sorted(want["ids"]) and len(want["ids"]) == 14
+    mine = dict(zip(stored["ids"], stored["embeddings"], strict=True))
+    for rid, vector in zip(want["ids"], want["embeddings"], strict=True):
+        # Chroma keeps float32: the stored copies agree to its precision
+        assert np.allclose(mine[rid], vector, rtol=0, atol=1e-6), rid
+    sources = {m["source"] for m in stored["metadatas"]}
+    assert f"{folder}/bad\\xffname.png" in sources
+    assert f"{folder}/sub dir/pain maison – recette.txt" in sources
+
+    emulator.reset_stats()
+    again = _run_example(capsys, *args)
+    assert "indexed 0 files, 13 unchanged" in again and "0 items embedded" in again
+    assert emulator.stats.requests == 0
+    assert got.count() == 14
+
+
+# -- LlamaIndex: RayIngestionPipeline --------------------------------------------------
+
+
+def test_ray_ingestion_pipeline_gives_the_plain_pipelines_vectors(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    from llama_index.core import SimpleDirectoryReader
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.ingestion.ray import RayIngestionPipeline, RayTransformComponent
+
+    from gemb2.ingest.pieces import PIECES
+    from llamaindex_gemb2 import GeminiMediaNodeParser, GeminiMultiModalEmbedding
+
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "bees.txt").write_text("Honeybees make honey from nectar.\n", encoding="utf-8")
+    samples.make_png(d / "red.png", "a red circle", color=(255, 0, 0), shape="circle")
+    samples.make_pdf(d / "book.pdf", [f"page {i} about volcanoes" for i in range(1, 9)])
+    settings = {"base_url": emulator.base_url, "dimensions": DIMS}
+
+    def vectors(nodes: Any) -> dict[str, list[float]]:
+        return {n.get_content(): list(n.embedding) for n in nodes}
+
+    plain = IngestionPipeline(
+        transformations=[GeminiMediaNodeParser(), GeminiMultiModalEmbedding(**settings)]
+    ).run(documents=SimpleDirectoryReader(str(d)).load_data())
+    PIECES.clear()  # the Ray actors cut the files again themselves
+    emulator.reset_stats()
+    ray_nodes = RayIngestionPipeline(
+        transformations=[
+            RayTransformComponent(GeminiMediaNodeParser, map_batches_kwargs={"batch_size": 16}),
+            RayTransformComponent(
+                GeminiMultiModalEmbedding,
+                transform_kwargs=settings,
+                map_batches_kwargs={"batch_size": 16, "compute": _actors(1)},
+            ),
+        ]
+    ).run(documents=SimpleDirectoryReader(str(d)).load_data())
+    assert emulator.stats.items == len(plain) == 4  # text, image, two PDF pieces
+    got, want = vectors(ray_nodes), vectors(plain)
+    assert sorted(got) == sorted(want)
+    for content, vector in want.items():
+        assert len(got[content]) == DIMS
+        assert got[content] == pytest.approx(vector, abs=0), content
+    assert sorted(n.metadata["modality"] for n in ray_nodes) == ["image", "pdf", "pdf", "text"]
