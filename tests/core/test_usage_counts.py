@@ -3,12 +3,16 @@ given up, or refused for good on the first try; the emulator's own count agrees.
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gemb2 import APIError, ConfigError, Embedder, RetryExhaustedError
+from gemb2.testing import FakeTransport
 from gemb2.testing.emulator import Emulator
+from gemb2.testing.samples import make_png
 
 FAST: dict[str, Any] = {"dimensions": 128, "backoff_initial": 0.0, "backoff_max": 0.0}
 
@@ -72,3 +76,22 @@ def test_a_failure_before_anything_is_sent_is_no_request() -> None:
     with pytest.raises(ConfigError, match="no API key"):
         emb.embed(["x"])
     assert emb.usage.requests == 0
+
+
+def test_usage_sums_each_items_estimated_tokens_by_modality(tmp_path: Path) -> None:
+    """Tokens are summed per modality over every item of every call (interleaved items
+    count toward each of their modalities), and items are counted by modality."""
+    png = make_png(tmp_path / "cat.png", "a cat")
+    inputs: list[Any] = [f"text number {i} " * (i + 1) for i in range(150)]
+    inputs += [png, ["a caption", png]]
+    emb = Embedder(dimensions=128, transport=FakeTransport(), batch_size=40)
+    prepared = emb.prepare(inputs)
+    expected: Counter[str] = Counter()
+    for p in prepared:
+        expected.update(p.tokens)
+    assert set(expected) == {"text", "image"} and expected["text"] > 150
+
+    emb.embed(inputs)
+    assert emb.usage.requests == 4  # three calls of 40 texts, one of 30 texts and the images
+    assert dict(emb.usage.tokens) == dict(expected)
+    assert dict(emb.usage.modalities) == {"text": 150, "image": 1, "interleaved": 1}

@@ -254,8 +254,9 @@ class EmbedRun:
 
     def _record(self, batch: list[PreparedItem], billed: int | None, attempts: int) -> None:
         tokens: Counter[str] = Counter()
-        for p in batch:
-            tokens.update(p.tokens)
+        for p in batch:  # (half the CPU of Counter.update, which checks for a Mapping)
+            for modality, n in p.tokens.items():
+                tokens[modality] += n
         self._usage.record(
             CallUsage(
                 items=len(batch),

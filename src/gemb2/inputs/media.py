@@ -325,8 +325,8 @@ class Item:
     def texts(self) -> list[str]:
         return [p for p in self.parts if isinstance(p, str)]
 
-    @cached_property
-    def text(self) -> str:
+    @property
+    def text(self) -> str:  # not cached: cheaper than a cached_property's first read (3.11 locks)
         texts = self.texts
         return texts[0] if len(texts) == 1 else "\n".join(texts)
 
