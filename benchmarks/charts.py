@@ -1,6 +1,6 @@
 """Draws the benchmark comparisons as SVG charts for the docs, from a run's JSON.
 
-    .venv/bin/python benchmarks/charts.py [results/benchmarks.json] [--out docs/img]
+    .venv/bin/python benchmarks/charts.py [RUN.json ...] [--out docs/img]
 
 Reads only the JSON that ``run.py`` wrote, so the charts can be redrawn without running
 the benchmarks again. The SVGs carry no date, no matplotlib version and a fixed id salt: redrawing
@@ -16,6 +16,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "benchmarks.json"
+# the full run, then the Matryoshka run that swept the oversample (its recall curve)
+DEFAULT_JSONS = [DEFAULT_JSON, HERE / "results" / "matryoshka" / "benchmarks.json"]
 DEFAULT_OUT = HERE.parent / "docs" / "img"
 # chart file -> what it shows (the docs embed them by these names)
 CHARTS = {
@@ -163,11 +165,15 @@ def render(results: dict[str, Any], out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("results", nargs="?", type=Path, default=DEFAULT_JSON, help="a run's JSON")
+    p.add_argument(
+        "results", nargs="*", type=Path, default=DEFAULT_JSONS,
+        help="runs' JSON; a chart comes from the last run that has its case",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the SVGs go")
     args = p.parse_args(argv)
-    for path in render(json.loads(args.results.read_text()), args.out):
-        print(f"wrote {path}")
+    for results in args.results:
+        for path in render(json.loads(results.read_text()), args.out):
+            print(f"wrote {path} from {results}")
     return 0
 
 
