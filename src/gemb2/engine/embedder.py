@@ -379,16 +379,7 @@ class Embedder:
                     if fut.cancelled():
                         continue
                     # the answer is dropped once landed (freed as the calls go, not at the end)
-                    batch = futures.pop(fut)
-                    exc = fut.exception()
-                    if exc is None:
-                        # land finished work even after a failure: nothing paid for is lost
-                        try:
-                            run.land(batch, fut.result())
-                            continue
-                        except Exception as landing:  # on_batch (or the cache) failed
-                            exc = landing
-                    if run.fail(exc):  # the calls not started yet are not sent
+                    if run.settle(futures.pop(fut), fut):  # the calls not started yet
                         for other in pending:
                             other.cancel()
 

@@ -12,6 +12,7 @@ import asyncio
 import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -266,6 +267,18 @@ class EmbedRun:
                 attempts=attempts,
             )
         )
+
+    def settle(self, batch: list[PreparedItem], fut: Future[Answered]) -> bool:
+        """Land a finished call's answer, even after a failure (nothing paid for is lost),
+        or keep its failure; True if the calls not started yet must now be cancelled."""
+        exc = fut.exception()
+        if exc is None:
+            try:
+                self.land(batch, fut.result())
+                return False
+            except Exception as landing:  # on_batch (or the cache) failed
+                exc = landing
+        return self.fail(exc)
 
     def fail(self, exc: BaseException) -> bool:
         """Keep the run's first failure (True if ``exc`` is it) and stop sending."""

@@ -133,14 +133,7 @@ def drive_threaded(
                 ahead.landed(key)
                 if fut.cancelled():
                     continue
-                exc = fut.exception()
-                if exc is None:
-                    try:  # land finished work even after a failure: nothing paid for is lost
-                        run.land(batch, fut.result())
-                        continue
-                    except Exception as landing:  # on_batch (or the cache) failed
-                        exc = landing
-                if run.fail(exc):  # the calls not started yet are not sent
+                if run.settle(batch, fut):  # the calls not started yet are not sent
                     for other in futures:
                         other.cancel()
 
