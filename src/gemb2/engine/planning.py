@@ -114,17 +114,24 @@ def cut_into_calls(
         groups.setdefault((p.task_type, p.title), []).append(p)
     batches: list[list[PreparedItem]] = []
     for group in groups.values():
-        current: list[PreparedItem] = []
-        size = 0
-        for p in group:
-            if current and (len(current) >= max_items or size + p.size > max_bytes):
-                batches.append(current)
-                current, size = [], 0
-            current.append(p)
-            size += p.size
-        if current:
-            batches.append(current)
+        cuts = cut_points([p.size for p in group], max_items, max_bytes)
+        batches.extend(group[start:stop] for start, stop in cuts)
     return batches
+
+
+def cut_points(sizes: list[int], max_items: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Where a run of items of these sizes is cut into calls: ``start``..``stop`` each,
+    at most ``max_items`` and ``max_bytes`` (one item over ``max_bytes`` alone)."""
+    out: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for i, s in enumerate(sizes):
+        if i > start and (i - start >= max_items or size + s > max_bytes):
+            out.append((start, i))
+            start, size = i, 0
+        size += s
+    if sizes:
+        out.append((start, len(sizes)))
+    return out
 
 
 def threads_worth_starting(

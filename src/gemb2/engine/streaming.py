@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from gemb2.engine.planning import Answered, EmbedRun, PreparedItem
+from gemb2.engine.planning import Answered, EmbedRun, PreparedItem, cut_points
 from gemb2.inputs.media import Item, ItemLike, Media
 
 _PIL_GUESS = 0  # a PIL image's encoded size is unknown until it is encoded
@@ -66,16 +66,8 @@ def size_of(value: ItemLike, max_inline_bytes: int) -> tuple[int, bool]:
 
 def spans(sizes: list[int], max_items: int, max_bytes: int) -> list[Span]:
     """The inputs cut as ``cut_into_calls`` cuts them (one item over ``max_bytes`` alone)."""
-    out: list[Span] = []
-    start, n = 0, 0
-    for i, s in enumerate(sizes):
-        if i > start and (i - start >= max_items or n + s > max_bytes):
-            out.append(Span(start, i, n))
-            start, n = i, 0
-        n += s
-    if sizes:
-        out.append(Span(start, len(sizes), n))
-    return out
+    cuts = cut_points(sizes, max_items, max_bytes)
+    return [Span(start, stop, sum(sizes[start:stop])) for start, stop in cuts]
 
 
 @dataclass
