@@ -341,11 +341,7 @@ _PIL_PLUGINS = {
 
 
 def decode_image(
-    data: bytes,
-    name: str = "<image>",
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    *,
-    smallest: bool = False,
+    data: bytes, name: str = "<image>", max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 ) -> tuple[PILImage, tuple[int, int]]:
     """The image decoded within a pixel budget, and its full size.
 
@@ -353,10 +349,7 @@ def decode_image(
     image is decoded in full; a baseline JPEG over it is decoded at 1/2, 1/4 or 1/8
     scale by libjpeg (``Image.draft``: memory and the result within the budget, every
     byte still checked); anything else over it is refused, before any pixel memory is
-    allocated (a 657 KB PNG can declare 13000x13000 pixels, 0.7 GB decoded).
-
-    ``smallest``: a baseline JPEG is decoded at 1/8 scale whatever its size, for a caller
-    that only checks it (half the CPU, 1/64 of the pixel memory)."""
+    allocated (a 657 KB PNG can declare 13000x13000 pixels, 0.7 GB decoded)."""
     import importlib
 
     from PIL import UnidentifiedImageError
@@ -380,8 +373,6 @@ def decode_image(
             img.close()
             raise _too_many_pixels(img, width, height, max_pixels, name)
         img.draft(None, (max(1, width // scale), max(1, height // scale)))
-    elif smallest and _reducible(img):
-        img.draft(None, (max(1, width // 8), max(1, height // 8)))
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
@@ -394,19 +385,12 @@ def _draft_scale(img: Any, width: int, height: int, max_pixels: int) -> int | No
 
     A progressive JPEG keeps every coefficient of the full image in memory whatever the
     scale (libjpeg), so only a baseline one can be reduced."""
-    if not _reducible(img):
+    if img.format != "JPEG" or img.info.get("progressive") or img.info.get("progression"):
         return None
     for scale in (2, 4, 8):
         if math.ceil(width / scale) * math.ceil(height / scale) <= max_pixels:
             return scale
     return None
-
-
-def _reducible(img: Any) -> bool:
-    """A baseline JPEG: libjpeg decodes it at 1/2 to 1/8 scale, still reading every byte."""
-    return bool(
-        img.format == "JPEG" and not (img.info.get("progressive") or img.info.get("progression"))
-    )
 
 
 def _too_many_pixels(img: Any, width: int, height: int, max_pixels: int, name: str) -> Exception:
@@ -429,13 +413,13 @@ def _too_many_pixels(img: Any, width: int, height: int, max_pixels: int, name: s
 def check_image(
     data: bytes, name: str = "<image>", max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 ) -> tuple[int, int] | None:
-    """Decode the image (within ``max_pixels``, see ``decode_image``; a baseline JPEG at
-    1/8 scale) so corrupt or truncated files fail here, not at the service; its full size.
+    """Decode the image (within ``max_pixels``, see ``decode_image``) so corrupt or
+    truncated files fail here, not at the service; its full size.
 
     Pillow cannot decode HEIC/HEIF without a plugin: those are left to the service (None)."""
     if sniff_mime(data) in ("image/heic", "image/heif"):
         return None
-    img, size = decode_image(data, name, max_pixels, smallest=True)
+    img, size = decode_image(data, name, max_pixels)
     img.close()
     return size
 
