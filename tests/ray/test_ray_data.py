@@ -278,20 +278,37 @@ def _run_example(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.parametrize("target", ["embedded", "server"])
 def test_the_example_indexes_a_folder_and_resumes_with_no_call(
-    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    target: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
+    """Into embedded Chroma (``--db``) or a real ``chroma run`` server (``--chroma-url``):
+    the single-process indexer's records and vectors, and a second run sends no call."""
     folder = _folder(tmp_path)
-    db = tmp_path / "db"
-    args = (str(folder), "--db", str(db), "--base-url", emulator.base_url, "--dimensions", "128")
+    args: tuple[str, ...] = (str(folder), "--base-url", emulator.base_url, "--dimensions", "128")
+    if target == "server":
+        url = request.getfixturevalue("chroma_server")
+        name = f"ray_index_{tmp_path.name}"[:60]  # the server outlives this test
+        args += ("--chroma-url", url, "--collection", name)
+        host, port = url.rsplit("//", 1)[1].split(":")
+        client: Any = chromadb.HttpClient(host=host, port=int(port))
+    else:
+        name = "ray_index"
+        args += ("--db", str(tmp_path / "db"))
+        client = None
     out = _run_example(capsys, *args)
     assert "indexed 13 files, 0 unchanged, 0 skipped" in out
     first_calls = emulator.stats.requests
     assert first_calls > 0
-    got = chromadb.PersistentClient(path=str(db)).get_collection("ray_index")
+    client = client or chromadb.PersistentClient(path=str(tmp_path / "db"))
+    got = client.get_collection(name)
     stored = got.get(include=["embeddings", "metadatas"])
     # the same records and vectors as the single-process indexer (what `gemb2 index` runs)
-    ref = chromadb.EphemeralClient().create_collection("ref")
+    ref = chromadb.EphemeralClient().create_collection(f"ref_{target}")
     with Embedder(base_url=emulator.base_url, dimensions=DIMS) as single:
         index_paths([folder], ref, single)
     want = ref.get(include=["embeddings", "metadatas"])
