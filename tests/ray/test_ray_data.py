@@ -12,6 +12,7 @@ import pickle
 import runpy
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,22 @@ def test_an_embedder_factory_is_called_on_each_worker() -> None:
     assert [got[str(i)] for i in range(5)] == [pytest.approx(v, abs=0) for v in want]
 
 
-def _quota_run(emulator: Emulator, limiter: str, n: int, rpm: float) -> int:
+def _together(folder: Path, settings: dict[str, Any], n: int = 2) -> Any:
+    """An embedder factory whose actors wait for each other (up to 60 s) before they take
+    work: on a busy machine one actor can start seconds after the other, and two actors
+    that never overlap cannot show whether they share a quota."""
+
+    def make() -> Embedder:
+        (folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(list(folder.iterdir())) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return Embedder(**settings)
+
+    return make
+
+
+def _quota_run(emulator: Emulator, limiter: str, n: int, rpm: float, tmp: Path) -> int:
     """Embed ``n`` rows on two actors, one block (and one call per row) each, every actor
     pacing to ``rpm`` through ``limiter``; the 429s the emulator answered."""
     emulator.reset_stats()
@@ -217,12 +233,14 @@ def _quota_run(emulator: Emulator, limiter: str, n: int, rpm: float) -> int:
         "requests_per_minute": rpm,
         "limiter": limiter,
     }
+    barrier = tmp / f"started-{limiter.split(':')[0]}"
+    barrier.mkdir()
     rows = [{"id": str(i), "text": f"row {i}"} for i in range(n)]
     out = (
         ray.data.from_items(rows, override_num_blocks=2)
         .map_batches(
             EmbedBatch,
-            fn_constructor_kwargs=settings,
+            fn_constructor_kwargs={"embedder": _together(barrier, settings)},
             batch_size=n // 2,
             # one block in flight per actor: both actors work at once
             compute=ray.data.ActorPoolStrategy(size=2, max_tasks_in_flight_per_actor=1),
@@ -244,10 +262,10 @@ def test_actors_share_one_quota_through_a_sqlite_limiter(
     answers 429s. Both runs end with every vector."""
     emulator.configure(rate_limit_rpm=600, rate_limit_window=2.0)
     n, rpm = 48, 480.0
-    shared = _quota_run(emulator, f"sqlite:///{tmp_path / 'quota.sqlite'}", n, rpm)
+    shared = _quota_run(emulator, f"sqlite:///{tmp_path / 'quota.sqlite'}", n, rpm, tmp_path)
     assert shared == 0, f"{shared} calls refused with one shared quota"
     assert emulator.stats.requests == n  # none sent twice
-    alone = _quota_run(emulator, "local", n, rpm)
+    alone = _quota_run(emulator, "local", n, rpm, tmp_path)
     assert alone >= 3, f"the control overran the quota only {alone} times"
     assert emulator.stats.requests == n + alone  # each refused call sent again
 
