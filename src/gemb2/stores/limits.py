@@ -37,7 +37,8 @@ CLOUD_MAX_RESULTS_PER_READ = 300
 
 
 class ChromaWriteLimits(BaseModel):
-    """Bounds on each write to one Chroma collection. ``None`` means no bound of ours
+    """Bounds on each write to one Chroma collection (and on the records one read asks
+    for, ``max_results_per_read``). ``None`` means no bound of ours
     (Chroma's own ``max_batch_size`` still caps the records per write). The defaults are
     Chroma Cloud's; ``embedded()`` and ``for_collection()`` give the others."""
 
