@@ -22,6 +22,16 @@ os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 
+@pytest.fixture(autouse=True)
+def _no_writes_to_the_users_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``gemb2`` command's default limiter (``auto``) is a file under
+    ``$XDG_CACHE_HOME``: every test, and the processes it starts, gets its own one, so the
+    suite never writes to the user's home and no test is paced by another's bookings."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 @pytest.fixture(scope="session")
 def live_credentials() -> dict[str, str]:
     """The API keys this run started with (removed from the environment for every test)."""

@@ -37,6 +37,13 @@ class Write:
     status: int
 
 
+@dataclass(frozen=True)
+class Read:
+    limit: int | None  # the `limit` the get asked for (None: all of them)
+    ids: int  # ids named (0: a where or the whole collection)
+    results: int  # records the server answered
+
+
 def _utf8_max(values: Any) -> int:
     return max((len(v.encode("utf-8")) for v in values or [] if isinstance(v, str)), default=0)
 
@@ -55,6 +62,7 @@ class RecordingProxy:
         self.hold_seconds = hold_seconds
         self.refuse = set(refuse or ())
         self.writes: list[Write] = []
+        self.reads: list[Read] = []  # each .../get, in arrival order
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.max_in_flight = 0
         self._in_flight = 0
@@ -99,6 +107,7 @@ class RecordingProxy:
     def reset(self, *, hold_writes: int = 0, refuse: set[int] | None = None) -> None:
         with self._cond:
             self.writes.clear()
+            self.reads.clear()
             self.requests.clear()
             self.max_in_flight = self._arrived = 0
             self.hold_writes = hold_writes
@@ -154,6 +163,15 @@ class RecordingProxy:
                         )
                     )
                     self._in_flight -= 1
+        if h.command == "POST" and op == "get" and "/collections/" in h.path and status == 200:
+            asked = json.loads(body or b"{}")
+            self.reads.append(
+                Read(
+                    limit=asked.get("limit"),
+                    ids=len(asked.get("ids") or []),
+                    results=len(json.loads(content).get("ids") or []),
+                )
+            )
         h.send_response(status)
         for k, v in headers:
             h.send_header(k, v)

@@ -441,3 +441,61 @@ def test_write_limits_are_settable_from_python(
     assert [w.records for w in proxy.writes] == [120] * 6 + [80]
     assert proxy.max_in_flight == 1
     assert report.items_written == 800 == col.count()
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+def test_reads_from_a_server_are_paged_within_the_read_limit(
+    capsys: pytest.CaptureFixture[str],
+    emulator: Emulator,
+    proxy: RecordingProxy,
+    tmp_path: Path,
+) -> None:
+    """Chroma Cloud answers at most 300 results a get (the default on a server); with
+    ``--chroma-max-read 40`` the resume check of a re-index and a migration's read of every
+    record arrive at the server as gets of at most 40, and miss nothing."""
+    corpus = tmp_path / "corpus"
+    short_texts(corpus, 130)
+    server = ("--chroma-url", proxy.url, "--db", str(tmp_path / "db"), "--chroma-max-read", "40")
+    common = (*server, "--base-url", emulator.base_url, "--dimensions", str(DIMS), "-q")
+    code, out, err = run(capsys, "index", str(corpus), "--collection", "reads-a", *common)
+    assert code == 0, err
+    proxy.reset()
+    emulator.reset_stats()
+    code, out, err = run(capsys, "index", str(corpus), "--collection", "reads-a", *common)
+    assert code == 0, err
+    assert "130 unchanged" in out and emulator.stats.requests == 0
+    resumed = list(proxy.reads)
+    assert sum(r.results for r in resumed) >= 130  # every stored record was seen
+    proxy.reset()
+    code, out, err = run(
+        capsys, "migrate", "--from-collection", "reads-a", "--to-collection", "reads-b", *common
+    )
+    assert code == 0, err
+    assert client_for(proxy.url).get_collection("reads-b").count() == 130
+    for read in (*resumed, *proxy.reads):
+        assert read.results <= 40, read
+        assert read.ids <= 40 and (read.ids or (read.limit or 10**9) <= 40), read
+    assert sum(r.results for r in proxy.reads) >= 130  # the migration read all of them
+    col = client_for(proxy.url).get_collection("reads-a")
+    assert ChromaWriteLimits.for_collection(col).max_results_per_read == 300
+
+
+def test_a_get_of_many_ids_is_sent_in_chunks(proxy: RecordingProxy) -> None:
+    from gemb2.stores.reads import paged_get
+
+    col = client_for(proxy.url).get_or_create_collection("reads-ids")
+    ids = [f"r{i:03d}" for i in range(130)]
+    col.upsert(ids=ids, embeddings=[[float(i), 1.0] for i in range(130)])
+    proxy.reset()
+    got = paged_get(
+        col, ChromaWriteLimits(max_results_per_read=40), ids=ids, include=["embeddings"]
+    )
+    assert [r.ids for r in proxy.reads] == [40, 40, 40, 10]
+    assert sorted(got["ids"]) == ids
+    vectors = dict(zip(got["ids"], got["embeddings"], strict=True))
+    assert [float(vectors["r129"][0]), float(vectors["r000"][0])] == [129.0, 0.0]
+    proxy.reset()
+    assert paged_get(col, include=[])["ids"] == col.get(include=[])["ids"]  # 300 by default
+    assert [r.limit for r in proxy.reads] == [300, None]

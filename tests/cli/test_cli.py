@@ -254,3 +254,25 @@ def test_rerank_index_and_search(
         emulator.base_url,
     )
     assert code == 2 and "not found" in err
+
+
+def test_the_suite_keeps_out_of_the_users_cache(tmp_path: Path) -> None:
+    """tests/conftest.py points the ``auto`` limiter's file into pytest's temporary tree for
+    this process and the commands it starts (the check runs in a child, as the CLI tests do)."""
+    from gemb2.engine import limiter_backends
+
+    home_cache = Path.home() / ".cache"
+    here = limiter_backends.default_path()
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from gemb2.engine.limiter_backends import default_path; print(default_path())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for path in (here, Path(child)):
+        assert not path.is_relative_to(home_cache), path
+        assert path.is_relative_to(tmp_path.parent), path

@@ -11,8 +11,8 @@ import os
 import pickle
 import runpy
 import shutil
-import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,31 +206,68 @@ def test_an_embedder_factory_is_called_on_each_worker() -> None:
     assert [got[str(i)] for i in range(5)] == [pytest.approx(v, abs=0) for v in want]
 
 
-def test_actors_share_one_quota_through_a_sqlite_limiter(
-    emulator: Emulator, tmp_path: Path
-) -> None:
-    """Two actors, one call per row, 600 calls/min shared through one SQLite file: the
-    workers book their turns in it, and after a short burst the calls come at most one
-    every 0.1 s (a lower bound only: late is allowed)."""
-    n, spacing = 40, 60.0 / 600
+def _together(folder: Path, settings: dict[str, Any], n: int = 2) -> Any:
+    """An embedder factory whose actors wait for each other (up to 60 s) before they take
+    work: on a busy machine one actor can start seconds after the other, and two actors
+    that never overlap cannot show whether they share a quota."""
+
+    def make() -> Embedder:
+        (folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(list(folder.iterdir())) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return Embedder(**settings)
+
+    return make
+
+
+def _quota_run(emulator: Emulator, limiter: str, n: int, rpm: float, tmp: Path) -> int:
+    """Embed ``n`` rows on two actors, one block (and one call per row) each, every actor
+    pacing to ``rpm`` through ``limiter``; the 429s the emulator answered."""
+    emulator.reset_stats()
     settings = {
         "base_url": emulator.base_url,
         "dimensions": DIMS,
         "batch_size": 1,
-        "max_concurrency": 1,
-        "requests_per_minute": 600,
-        "limiter": f"sqlite:///{tmp_path / 'quota.sqlite'}",
+        "max_concurrency": 2,
+        "requests_per_minute": rpm,
+        "limiter": limiter,
     }
-    ds = ray.data.from_items([{"text": f"row {i}"} for i in range(n)], override_num_blocks=2)
-    out = ds.map_batches(
-        EmbedBatch, fn_constructor_kwargs=settings, batch_size=10, compute=_actors(2)
-    ).take_all()
-    assert len(out) == n and emulator.stats.requests == n
-    arrivals = sorted(emulator.stats.arrivals)
-    assert arrivals[-1] - arrivals[0] >= (n - 2) * spacing - 0.05
-    with sqlite3.connect(tmp_path / "quota.sqlite") as db:  # the workers' bookings
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        assert sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables) >= 1
+    barrier = tmp / f"started-{limiter.split(':')[0]}"
+    barrier.mkdir()
+    rows = [{"id": str(i), "text": f"row {i}"} for i in range(n)]
+    out = (
+        ray.data.from_items(rows, override_num_blocks=2)
+        .map_batches(
+            EmbedBatch,
+            fn_constructor_kwargs={"embedder": _together(barrier, settings)},
+            batch_size=n // 2,
+            # one block in flight per actor: both actors work at once
+            compute=ray.data.ActorPoolStrategy(size=2, max_tasks_in_flight_per_actor=1),
+        )
+        .take_all()
+    )
+    got = _by_id(out)
+    assert sorted(got, key=int) == [str(i) for i in range(n)]  # every row, once
+    assert all(len(v) == DIMS for v in got.values())
+    return emulator.stats.faults.get("rate_limit", 0)
+
+
+def test_actors_share_one_quota_through_a_sqlite_limiter(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """The emulator enforces a quota of 600 calls/min (20 in any 2 s); two actors each told
+    the quota is 480/min. Sharing one SQLite file they send 480/min between them and none
+    is refused; each pacing alone (the control) they send twice that and the emulator
+    answers 429s. Both runs end with every vector."""
+    emulator.configure(rate_limit_rpm=600, rate_limit_window=2.0)
+    n, rpm = 48, 480.0
+    shared = _quota_run(emulator, f"sqlite:///{tmp_path / 'quota.sqlite'}", n, rpm, tmp_path)
+    assert shared == 0, f"{shared} calls refused with one shared quota"
+    assert emulator.stats.requests == n  # none sent twice
+    alone = _quota_run(emulator, "local", n, rpm, tmp_path)
+    assert alone >= 3, f"the control overran the quota only {alone} times"
+    assert emulator.stats.requests == n + alone  # each refused call sent again
 
 
 # -- the example ---------------------------------------------------------------------
@@ -259,20 +296,37 @@ def _run_example(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.parametrize("target", ["embedded", "server"])
 def test_the_example_indexes_a_folder_and_resumes_with_no_call(
-    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    target: str,
+    emulator: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
+    """Into embedded Chroma (``--db``) or a real ``chroma run`` server (``--chroma-url``):
+    the single-process indexer's records and vectors, and a second run sends no call."""
     folder = _folder(tmp_path)
-    db = tmp_path / "db"
-    args = (str(folder), "--db", str(db), "--base-url", emulator.base_url, "--dimensions", "128")
+    args: tuple[str, ...] = (str(folder), "--base-url", emulator.base_url, "--dimensions", "128")
+    if target == "server":
+        url = request.getfixturevalue("chroma_server")
+        name = f"ray_index_{tmp_path.name}"[:60]  # the server outlives this test
+        args += ("--chroma-url", url, "--collection", name)
+        host, port = url.rsplit("//", 1)[1].split(":")
+        client: Any = chromadb.HttpClient(host=host, port=int(port))
+    else:
+        name = "ray_index"
+        args += ("--db", str(tmp_path / "db"))
+        client = None
     out = _run_example(capsys, *args)
     assert "indexed 13 files, 0 unchanged, 0 skipped" in out
     first_calls = emulator.stats.requests
     assert first_calls > 0
-    got = chromadb.PersistentClient(path=str(db)).get_collection("ray_index")
+    client = client or chromadb.PersistentClient(path=str(tmp_path / "db"))
+    got = client.get_collection(name)
     stored = got.get(include=["embeddings", "metadatas"])
     # the same records and vectors as the single-process indexer (what `gemb2 index` runs)
-    ref = chromadb.EphemeralClient().create_collection("ref")
+    ref = chromadb.EphemeralClient().create_collection(f"ref_{target}")
     with Embedder(base_url=emulator.base_url, dimensions=DIMS) as single:
         index_paths([folder], ref, single)
     want = ref.get(include=["embeddings", "metadatas"])

@@ -311,6 +311,7 @@ def cmd_migrate(args: argparse.Namespace, session: _Session) -> int:
     from gemb2.engine.cache import VectorCache
     from gemb2.ingest.indexer import bound_malloc, index_paths
     from gemb2.ingest.loading import source_name, source_path
+    from gemb2.stores.reads import paged_get
     from gemb2.stores.writer import write_records
 
     bound_malloc()  # this process is ours: hand large freed buffers back (see its doc)
@@ -318,7 +319,7 @@ def cmd_migrate(args: argparse.Namespace, session: _Session) -> int:
     limits = write_limits(args)
     client = _client(args)
     source = client.get_collection(args.from_collection)
-    records = source.get(include=["metadatas", "documents"])
+    records = paged_get(source, limits, include=["metadatas", "documents"])
     # the real paths (a name that is not UTF-8 is stored escaped)
     files = sorted({str(source_path(m)) for m in records["metadatas"] if m and m.get("source")})
     missing = [f for f in files if not Path(f).is_file()]

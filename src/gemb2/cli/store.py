@@ -72,6 +72,9 @@ def add_write_limit_arguments(parser: argparse.ArgumentParser) -> None:
         "--chroma-max-batch", type=int, metavar="N", help="records per write (0: no limit)"
     )
     g.add_argument(
+        "--chroma-max-read", type=int, metavar="N", help="records per read (0: no limit)"
+    )
+    g.add_argument(
         "--chroma-max-document-bytes",
         type=int,
         metavar="N",
@@ -89,6 +92,7 @@ def write_limits(args: argparse.Namespace) -> ChromaWriteLimits:
     overrides: dict[str, Any] = {}
     for flag, field, least in (
         ("chroma_max_batch", "max_records_per_write", 0),
+        ("chroma_max_read", "max_results_per_read", 0),
         ("chroma_max_document_bytes", "max_document_bytes", 0),
         ("chroma_max_writes", "max_concurrent_writes", 1),
     ):

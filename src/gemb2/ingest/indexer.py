@@ -35,6 +35,7 @@ from gemb2.ingest.loading import file_hash, load_file, source_name, walk
 from gemb2.ingest.pieces import describe
 from gemb2.inputs.media import Item
 from gemb2.stores.limits import ChromaWriteLimits
+from gemb2.stores.reads import paged_get
 from gemb2.stores.writer import ChromaWriter
 
 
@@ -322,7 +323,9 @@ class _Store:
         self.writer = ChromaWriter(collection, limits)
 
     def get(self, **kwargs: Any) -> Any:
-        return self._do("reading from", lambda: self.collection.get(**kwargs))
+        return self._do(
+            "reading from", lambda: paged_get(self.collection, self.writer.limits, **kwargs)
+        )
 
     def delete(self, ids: list[str]) -> None:
         self._do("deleting from", lambda: self.writer.delete(ids))

@@ -11,6 +11,7 @@ Maximum number of records per write        300
 Maximum document bytes                     16,384
 Maximum URI bytes                          256
 Maximum number of concurrent writes        10 per collection
+Maximum number of results returned         300 (per ``get``: reads page, see ``reads``)
 =========================================  =========
 
 (The same page also lists 128 bytes per id, 4,096 bytes per metadata value, 36 bytes
@@ -32,10 +33,12 @@ CLOUD_MAX_RECORDS_PER_WRITE = 300
 CLOUD_MAX_DOCUMENT_BYTES = 16_384
 CLOUD_MAX_URI_BYTES = 256
 CLOUD_MAX_CONCURRENT_WRITES = 10
+CLOUD_MAX_RESULTS_PER_READ = 300
 
 
 class ChromaWriteLimits(BaseModel):
-    """Bounds on each write to one Chroma collection. ``None`` means no bound of ours
+    """Bounds on each write to one Chroma collection (and on the records one read asks
+    for, ``max_results_per_read``). ``None`` means no bound of ours
     (Chroma's own ``max_batch_size`` still caps the records per write). The defaults are
     Chroma Cloud's; ``embedded()`` and ``for_collection()`` give the others."""
 
@@ -63,6 +66,12 @@ class ChromaWriteLimits(BaseModel):
         ge=1,
         description="writes in flight at once to one collection from this process",
     )
+    max_results_per_read: int | None = Field(
+        default=CLOUD_MAX_RESULTS_PER_READ,
+        ge=1,
+        description="records one get asks for; a longer read (all of a collection, many "
+        "ids) is sent as pages of at most this many",
+    )
 
     @classmethod
     def cloud(cls, **overrides: Any) -> ChromaWriteLimits:
@@ -77,6 +86,7 @@ class ChromaWriteLimits(BaseModel):
             "max_document_bytes": None,
             "max_uri_bytes": None,
             "max_concurrent_writes": 1,
+            "max_results_per_read": None,
         }
         return cls(**{**base, **overrides})
 

@@ -21,6 +21,7 @@ import numpy as np
 from gemb2.engine.embedder import Embedder
 from gemb2.errors import ConfigError, ModelMismatchError
 from gemb2.inputs.media import ItemLike
+from gemb2.stores.reads import paged_get
 from gemb2.stores.writer import ChromaWriter
 
 PAGE_SIZE = 8192  # bytes per SQLite page of a new side store
@@ -237,7 +238,7 @@ class MatryoshkaIndex:
 
     def check(self) -> tuple[set[str], set[str]]:
         """Ids only in the small index, and ids only in the side store; both empty if consistent."""
-        small = set(self.collection.get(include=[])["ids"])
+        small = set(paged_get(self.collection, include=[])["ids"])
         full = self.store.ids()
         return small - full, full - small
 
@@ -255,8 +256,8 @@ class MatryoshkaCollection:
         """The Chroma collection of small vectors (whose kind sets the write limits)."""
         return self.index.collection
 
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        return self.index.collection.get(*args, **kwargs)
+    def get(self, **kwargs: Any) -> Any:
+        return paged_get(self.index.collection, **kwargs)
 
     def upsert(
         self,
