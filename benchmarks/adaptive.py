@@ -43,8 +43,9 @@ def run(args: Any, emu: Any, run_job: Any, texts: Path) -> dict[str, Any]:
     rows = []
     load_before = os.getloadavg()
     n = len(json.loads(texts.read_text()))
+    delays = {"both": (True, False), "on": (True,), "off": (False,)}[args.adaptive_delay]
     for rpm in (args.adaptive_rpm, args.adaptive_rpm / 5):
-        for retry_info in (True, False):
+        for retry_info in delays:
             for label, settings in ROWS:
                 emu.configure(rate_limit_rpm=rpm, rate_limit_window=WINDOW_S, retry_info=retry_info)
                 job = {"texts": str(texts), "dims": args.dims, "settings": settings}

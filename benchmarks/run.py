@@ -458,6 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the adaptive case's higher server quota; the lower is a fifth (1500)",
     )
     p.add_argument("--adaptive-texts", type=int, help="texts in the adaptive case (20000)")
+    p.add_argument(
+        "--adaptive-delay",
+        choices=("both", "on", "off"),
+        default="both",
+        help="the adaptive case's rows whose 429s name a retryDelay (on), do not (off), or both",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="where the tables go")
     args = p.parse_args(argv)
     quick = args.quick
@@ -517,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "quota_texts",
                 "adaptive_rpm",
                 "adaptive_texts",
+                "adaptive_delay",
                 "rounds",
                 "quick",
             )

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from gemb2 import Embedder, EmbedSettings
-from gemb2.engine.concurrency import START
+from gemb2.engine import concurrency
+from gemb2.engine.concurrency import SAFE, START, Gate, Ticket
 from gemb2.engine.limiter_backends import limiter_for
 from gemb2.engine.ratelimit import DEFAULT_THROTTLE
 from gemb2.errors import RateLimitError, RetryExhaustedError
@@ -126,7 +127,6 @@ def test_window_shrinks_after_overload(mode: str, kind: str) -> None:
     assert len(out) == 20
     assert fake.stats.faults[kind] == 3
     assert emb.gate.decreases >= 1
-    # cut to at most 70% of the window once; the clean answers after it regrow it a little
     assert emb.gate.window < grown
 
 
@@ -232,3 +232,74 @@ def test_the_emulator_holds_a_quota_in_a_short_window() -> None:
     delay = err.value.last.retry_after
     assert delay is not None and 0 < delay <= 2.0
     assert fake.stats.faults["rate_limit"] == 1
+
+
+class Clock:
+    """The gate's clock, moved by hand: the window's rule without the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(concurrency.time, "monotonic", c)
+    return c
+
+
+def test_the_window_doubles_each_round_until_the_first_overload(clock: Clock) -> None:
+    gate = Gate(16)
+    tickets = [gate.try_acquire() for _ in range(4)]
+    assert all(isinstance(t, Ticket) for t in tickets) and gate.try_acquire() is None
+    clock.now += 0.25
+    for t in tickets:
+        assert isinstance(t, Ticket)
+        gate.release(t, "clean")
+    assert gate.window == 2 * START
+
+
+def test_an_overload_sets_the_window_to_the_accepted_rate_even_the_calls_in_flight(
+    clock: Clock,
+) -> None:
+    """Calls 0.25 s long start every 0.05 s (20 a second) for 2 s, then one is refused:
+    the window becomes SAFE x 20/s x 0.25 s, counting the 5 calls still in flight (the
+    answered ones alone would say 17.5/s); one later refusal of that round changes
+    nothing; 100 clean answers then raise it about 5%, not back to where it was."""
+    gate = Gate(16)
+    flying: list[Ticket] = []
+    started = 0
+    for _ in range(40):
+        for t in [t for t in flying if clock.now - t.started >= 0.25 - 1e-9]:
+            flying.remove(t)
+            gate.release(t, "clean")
+        got = gate.try_acquire()
+        if isinstance(got, float):  # paced a hair later than this step
+            clock.now += got
+            got = gate.try_acquire()
+        if isinstance(got, Ticket):  # (None: the first window of 4 is full)
+            flying.append(got)
+            started += 1
+        clock.now += 0.05
+    assert len(flying) == 5 and gate.window > 8
+    refused = gate.try_acquire()
+    assert isinstance(refused, Ticket)
+    gate.release(refused, "overload")
+    expected = SAFE * started / 2.0 * 0.25
+    assert gate.window == pytest.approx(expected, rel=0.02)
+    gate.release(flying.pop(), "overload")  # sent before the decrease: the same round
+    assert gate.window == pytest.approx(expected, rel=0.02) and gate.decreases == 1
+    after = gate.window
+    for _ in range(100):
+        clock.now += 0.25
+        t = gate.try_acquire()
+        if isinstance(t, float):
+            clock.now += t
+            t = gate.try_acquire()
+        assert isinstance(t, Ticket)
+        clock.now += 0.25
+        gate.release(t, "clean")
+    assert 1.03 * after < gate.window < 1.07 * after

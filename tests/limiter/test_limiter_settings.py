@@ -301,3 +301,23 @@ def test_auto_without_a_writable_cache_paces_alone(
     assert "pacing this process alone" in caplog.text and "cannot use" in caplog.text
     with pytest.raises(ConfigError, match="cannot use"):
         limiter_for(EmbedSettings(limiter=f"sqlite:///{blocked / 'gemb2' / 'q.sqlite'}"))
+
+
+@pytest.mark.parametrize("command", ["index", "embed", "migrate"])
+def test_fixed_concurrency_turns_the_adaptive_window_off(command: str) -> None:
+    """--fixed-concurrency reaches the Embedder the command builds: a plain semaphore of
+    --max-concurrency; without it the window adapts."""
+    from gemb2.cli.main import _Session, build_parser
+
+    positional = {
+        "index": ["notes"],
+        "embed": ["a"],
+        "migrate": ["--from-collection", "a", "--to-collection", "b"],
+    }[command]
+    base = [command, *positional, "--base-url", "http://127.0.0.1:9", "--max-concurrency", "6"]
+    for extra, adaptive in (([], True), (["--fixed-concurrency"], False)):
+        args = build_parser().parse_args([*base, *extra])
+        settings = _Session(args).settings()
+        settings.pop("limiter", None)
+        gate = Embedder(**settings).gate
+        assert (gate.adaptive, gate.limit) == (adaptive, 6)

@@ -55,6 +55,7 @@ class _Session:
             "requests_per_minute": getattr(args, "requests_per_minute", None),
             "tokens_per_minute": getattr(args, "tokens_per_minute", None),
             "max_concurrency": getattr(args, "max_concurrency", None),
+            "adaptive_concurrency": False if getattr(args, "fixed_concurrency", False) else None,
             "limiter": _limiter(args),
         }
         self.limits = getattr(args, "limits", None)  # a profile file: its limits, checked
@@ -120,7 +121,15 @@ def _pacing(p: argparse.ArgumentParser) -> None:
         "--tokens-per-minute", type=_positive(float), metavar="N", help="the quota's tokens"
     )
     p.add_argument(
-        "--max-concurrency", type=_positive(int), metavar="N", help="calls in flight (default 4)"
+        "--max-concurrency",
+        type=_positive(int),
+        metavar="N",
+        help="most calls in flight (default 16; the window adapts up to it)",
+    )
+    p.add_argument(
+        "--fixed-concurrency",
+        action="store_true",
+        help="keep --max-concurrency calls in flight, not adapting to the service's answers",
     )
 
 

@@ -1,15 +1,18 @@
 """How many batch calls may be in flight: an AIMD window, shared by threads and tasks.
 
 The quota a project has is unknown to the client, so the window learns it: it starts
-small (``START``), grows by about one call per window of clean answers, and shrinks
-(to ``DECREASE`` of itself at most, and to the calls per second the service accepted
-over the last ``SPAN`` times the latency) when the service says it is overloaded (a
-429, a 503/504, a timeout), once per round of calls (the calls already in flight when
-it shrank do not shrink it again). It never exceeds ``max_concurrency``. Above that
-ceiling it grows slowly (a probe, not a rush back into the wall), and calls
-start paced at about the answers' latency divided by the window, so that a fractional
-window (1.3 calls in flight) is a rate, not a burst. With ``adaptive_concurrency=False``
-the window is ``max_concurrency``, unpaced: a plain semaphore.
+small (``START``), grows by about one call per window of clean answers, and, when the
+service says it is overloaded (a 429, a 503/504, a timeout), drops to its ceiling:
+``SAFE`` of the calls the service accepted in the ``SPAN`` before the refused call
+started (answered or still in flight, so the calls under way do not hide), as a rate,
+times the latency; and to ``SAFE`` of itself at least (``DECREASE`` before any latency
+is known). Once per round of calls: the calls already in flight when it shrank do not
+shrink it again. Below the ceiling it grows fast; above it slowly (``PROBE``: about 100
+clean answers to rise 5%, a probe, not a rush back into the wall). It never exceeds
+``max_concurrency``. Calls start paced at the answers' latency divided by the window,
+so that the window is a rate (6.3 calls in flight at 0.25 s a call: 25 starts a second,
+evenly), not a burst. With ``adaptive_concurrency=False`` the window is
+``max_concurrency``, unpaced: a plain semaphore.
 
 ``Gate.try_acquire`` makes every decision under one lock and says how long to wait;
 ``acquire`` waits in a thread, ``aacquire`` on an event loop (as ``calls.attempts`` does
@@ -30,11 +33,10 @@ from typing import Literal
 Outcome = Literal["clean", "overload", "other"]
 
 START = 4.0  # the first window: the fixed default before the window adapted
-DECREASE = 0.7  # the window after an overload, at most, as a share of the window then
-SAFE = 1.0  # the ceiling: the calls per second the service accepted, times latency
-SPAN = 2.0  # seconds of answers (at least 4 latencies) that measure the accepted rate
-GROWTH = 0.1  # most a clean answer grows the window by, as a share of it (windows < 1)
-PROBE = 0.002  # above the ceiling, grow this share of the window per clean answer
+DECREASE = 0.7  # the window after an overload before any answer, as a share of it
+SAFE = 0.95  # the ceiling: this share of the accepted rate times latency (and window)
+SPAN = 2.0  # seconds of accepted starts (at least 4 latencies) that measure the rate
+PROBE = 0.0005  # above the ceiling, grow this share of the window per clean answer
 LATENCY_WEIGHT = 0.2  # weight of the newest clean answer in the latency average
 
 
@@ -58,8 +60,7 @@ class Gate:
         self.decreases = 0
         self._ceiling = float("inf")  # the window the accepted rate allows, once measured
         self._latency: float | None = None
-        self._answers: deque[float] = deque()  # when the recent clean answers came
-        self._first = 0.0
+        self._accepted: deque[float] = deque()  # starts of recent calls not refused
         self._next_start = 0.0
         self._lock = threading.Lock()
         self._waiters: list[Callable[[], None]] = []
@@ -77,8 +78,8 @@ class Gate:
                 return self._next_start - now
             if self.adaptive and self._latency is not None:
                 self._next_start = max(now, self._next_start) + self._latency / self.window
-            if not self._first:
-                self._first = now
+            if self.adaptive:
+                self._accepted.append(now)
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
             return Ticket(now, self.decreases)
@@ -100,30 +101,35 @@ class Gate:
     def _adapt(self, ticket: Ticket, outcome: Outcome) -> None:
         now = time.monotonic()
         span = max(SPAN, 4 * (self._latency or 0.0))
-        while self._answers and self._answers[0] < now - span:
-            self._answers.popleft()
+        while self._accepted and self._accepted[0] < now - 2 * span:
+            self._accepted.popleft()
         if outcome == "clean":
-            self._answers.append(now)
             took = now - ticket.started
             lat = self._latency
             self._latency = took if lat is None else lat + LATENCY_WEIGHT * (took - lat)
             w = self.window
-            if w < self._ceiling:  # about one more call per window of clean answers
-                w = min(w + min(1.0 / w, GROWTH * w), self._ceiling)
+            if w < self._ceiling:  # one more call per clean answer: doubles each round
+                w = min(w + 1.0, self._ceiling)
             else:
                 w += PROBE * w
             self.window = min(w, float(self.limit))
-        elif outcome == "overload" and ticket.round == self.decreases:
-            # once per round: the calls sent before the last decrease do not count
-            self.decreases += 1
-            safe = 0.9 * self.window  # no rate measured yet: just under the window then
-            if self._latency is not None and len(self._answers) >= 2:
-                rate = len(self._answers) / min(span, max(now - self._first, 1e-3))
-                safe = SAFE * rate * self._latency  # the window the accepted rate holds
-            self._ceiling = safe
-            self.window = max(min(DECREASE * self.window, safe), 0.1)
-            if self._latency is not None:  # the next start waits a paced interval
-                self._next_start = now + self._latency / self.window
+            return
+        if outcome != "overload":
+            return
+        with contextlib.suppress(ValueError):  # refused: not a start the service accepted
+            self._accepted.remove(ticket.started)
+        if ticket.round != self.decreases:
+            return  # once per round: the calls sent before the last decrease do not count
+        self.decreases += 1
+        if self._latency is None:  # no answer yet: no rate to measure
+            self.window = self._ceiling = max(DECREASE * self.window, 0.1)
+            return
+        since = ticket.started - span
+        took = sum(1 for t in self._accepted if since <= t < ticket.started)
+        # over the whole span, even this early: a burst let through is not a rate
+        self._ceiling = SAFE * min(took / span * self._latency, self.window)
+        self.window = max(self._ceiling, 0.1)
+        self._next_start = now + self._latency / self.window  # a paced interval first
 
     # -- the waiting edges -------------------------------------------------------------
 
