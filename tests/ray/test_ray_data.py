@@ -207,16 +207,26 @@ def test_an_embedder_factory_is_called_on_each_worker() -> None:
 
 
 def _together(folder: Path, settings: dict[str, Any], n: int = 2) -> Any:
-    """An embedder factory whose actors wait for each other (up to 60 s) before they take
-    work: on a busy machine one actor can start seconds after the other, and two actors
-    that never overlap cannot show whether they share a quota."""
+    """An embedder factory whose actors start embedding together: the first ``embed``
+    waits (up to 60 s) until ``n`` processes have reached theirs. On a busy machine Ray can
+    hand one actor its block seconds after the other, and two actors that never overlap
+    cannot show whether they share a quota. (The class is made here so that Ray's workers,
+    which cannot import this test module, receive it by value.)"""
+
+    class Meeting(Embedder):
+        met = False
+
+        def embed(self, *args: Any, **kwargs: Any) -> Any:
+            if not self.met:
+                (folder / str(os.getpid())).touch()
+                deadline = time.monotonic() + 60
+                while len(list(folder.iterdir())) < n and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.met = True
+            return super().embed(*args, **kwargs)
 
     def make() -> Embedder:
-        (folder / str(os.getpid())).touch()
-        deadline = time.monotonic() + 60
-        while len(list(folder.iterdir())) < n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return Embedder(**settings)
+        return Meeting(**settings)
 
     return make
 

@@ -310,6 +310,10 @@ def redact(text: str) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections
+    # (a client opening 16 at once while the accept thread waits for the GIL), which then
+    # time out connecting; Google's front ends take such a burst
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: EmulatorApp) -> None:
         self.app = app
