@@ -63,6 +63,8 @@ def test_side_store_consistent_through_upsert_delete_and_reopen(
     index.delete(["doc2", "doc3"])
     assert index.check() == (set(), set())
     assert len(index.store) == 48 and index.collection.count() == 48
+    view = index.as_collection()  # what the indexer writes through: Chroma's get, ids first
+    assert view.get(["doc1", "doc2"])["ids"] == view.get(ids=["doc1", "doc2"])["ids"] == ["doc1"]
     before = index.store.get(["doc1"])["doc1"]
     script = (
         "import sys, chromadb\n"

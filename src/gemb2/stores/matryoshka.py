@@ -256,8 +256,9 @@ class MatryoshkaCollection:
         """The Chroma collection of small vectors (whose kind sets the write limits)."""
         return self.index.collection
 
-    def get(self, **kwargs: Any) -> Any:
-        return paged_get(self.index.collection, **kwargs)
+    def get(self, ids: Any = None, **kwargs: Any) -> Any:
+        """``Collection.get`` (``ids`` first, as Chroma takes it), read in pages."""
+        return paged_get(self.index.collection, ids=ids, **kwargs)
 
     def upsert(
         self,
