@@ -29,7 +29,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from gemb2.model.catalog import get_model
 from gemb2.testing.emulator import Emulator, EmulatorConfig
-from gemb2.testing.emulator.contents import MediaCache, parse_item
+from gemb2.testing.emulator.contents import MediaCache, VectorCache, parse_item
 from gemb2.testing.emulator.vectors import content_vector
 from gemb2.transport.genai import SDK_VERSION, VERTEX_BATCH_SDK
 
@@ -322,6 +322,32 @@ def test_vectors_are_fast_enough() -> None:
         item = parse_item(i, {"content": {"parts": [{"text": t}]}}, spec, 3072, cache)
         content_vector(MODEL, item.parts, item.identity)
     assert time.process_time() - start < 5.0
+
+
+def test_vector_cache_answers_what_it_would_compute_and_stays_in_its_bytes() -> None:
+    spec = get_model(MODEL)
+    media = MediaCache()
+
+    def item(text: str, dims: int, task: str | None = None) -> Any:
+        request: dict[str, Any] = {"content": {"parts": [{"text": text}]}}
+        request["outputDimensionality"] = dims
+        if task:
+            request["taskType"] = task
+        return parse_item(0, request, spec, 3072, media)
+
+    cache = VectorCache(max_bytes=3 * 768 * 4)  # three 768-d vectors
+    first = cache.values(item("volcanoes erupt lava", 768), MODEL)
+    again = cache.values(item("volcanoes erupt lava", 768), MODEL)
+    assert again is first and len(cache) == 1  # a hit: the same array
+    np.testing.assert_array_equal(first, item("volcanoes erupt lava", 768).values(MODEL))
+    assert not first.flags.writeable  # shared by every answer: nobody may change it
+    wider = cache.values(item("volcanoes erupt lava", 1536), MODEL)
+    assert len(wider) == 1536 and len(cache) == 2  # dims are part of the key
+    np.testing.assert_allclose(wider[:768], first, atol=1e-6)
+    other = cache.values(item("a quiet harbour", 768), MODEL)
+    assert not np.allclose(other, first)
+    assert len(cache) == 2  # 768 + 1536 + 768 values are over three 768s: the oldest went
+    assert cache.values(item("volcanoes erupt lava", 768), MODEL) is not first
 
 
 # --- media -------------------------------------------------------------------------------------

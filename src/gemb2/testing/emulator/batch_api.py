@@ -326,7 +326,7 @@ class BatchApi:
                 else:
                     answer = {
                         "response": {
-                            "embedding": {"values": item.values(space)},
+                            "embedding": {"values": self.app.vectors.values(item, space)},
                             "tokenCount": sum(item.tokens.values()),
                         }
                     }

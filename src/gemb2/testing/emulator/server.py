@@ -28,7 +28,7 @@ from gemb2.testing.emulator import api_errors
 from gemb2.testing.emulator.api_errors import ApiError, Drop, lookup_model
 from gemb2.testing.emulator.batch_api import BatchApi
 from gemb2.testing.emulator.config import ANSWER_FAULTS, EmulatorConfig
-from gemb2.testing.emulator.contents import Item, MediaCache, parse_item
+from gemb2.testing.emulator.contents import Item, MediaCache, VectorCache, parse_item
 from gemb2.testing.emulator.faults import Fault, FaultDrawer, RateLimiter, malformed_answer
 from gemb2.testing.emulator.stats import EmulatorStats
 from gemb2.testing.emulator.vectors import Vector, space_of
@@ -86,6 +86,7 @@ class EmulatorApp:
         self.limiter = RateLimiter(config.rate_limit_rpm, config.rate_limit_window)
         self.drawer = FaultDrawer(config.seed)
         self.media = MediaCache()
+        self.vectors = VectorCache()
         self.stopping = threading.Event()
         self._config_lock = threading.Lock()
         self._since_configure = 0  # embedding requests since the last configure (fail_first)
@@ -173,7 +174,7 @@ class EmulatorApp:
             for i, r in enumerate(requests)
         ]
         space = space_of(spec.id)
-        vectors = [it.values(space) for it in items]
+        vectors = [self.vectors.values(it, space) for it in items]
         self.stats.count_items(
             len(items), [it.task for it in items if it.task], [it.dims for it in items]
         )
