@@ -109,7 +109,8 @@ def brief(r: dict[str, Any]) -> str:
     return (
         f"{r['items_per_s']:.0f} items/s ({100 * r['pct_of_quota']:.1f}% of the quota), "
         f"{r['calls']} calls, {r['refused_429']} answered 429 ({100 * r['pct_429']:.1f}%), "
-        f"peak {r.get('peak')} in flight, {r['lost']} lost, {r['duplicated']} duplicated"
+        f"peak {r.get('peak')} in flight, {r['lost']} lost, {r['duplicated']} duplicated, "
+        f"first call at {r.get('first_call_s') or 0:.2f} s"
     )
 
 
@@ -120,14 +121,16 @@ def table(case: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, bool | 
         f"No `requests_per_minute`: each row learns the quota from the server's answers. The "
         f"emulator's quota is a sliding {case['window_s']:g} s window holding that share of the "
         "requests per minute; its 429s name the time until a slot frees (`retryDelay`), or "
-        "no delay at all. % of quota: items/s against quota x 100 items / 60.",
+        "no delay at all. % of quota: items/s against quota x 100 items / 60, timed from "
+        "`embed`; first call: when the first call went out (every input is checked before "
+        "it).",
         "",
         f"Load average (1, 5, 15 min) before the case: {_load(case, 0)}; after: "
         f"{_load(case, 3)} (2 cores: above 2, the rows are CPU-bound).",
         "",
         "| quota (req/min) | 429 names a delay | gemb2 | items/s | % of quota | calls "
-        "| answered 429 | peak in flight | lost | duplicated |",
-        "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| answered 429 | peak in flight | first call | lost | duplicated |",
+        "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     c = case.get("ceiling")
     if c and c.get("status") == "ok":  # older results have no ceiling row
@@ -143,12 +146,12 @@ def table(case: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, bool | 
     for r in case["rows"]:
         head = f"| {r['rpm']:,.0f} | {'yes' if r['retry_info'] else 'no'} | {r['label']} "
         if r.get("status") != "ok":
-            lines.append(head + f"| {r.get('status')} | | | | | | |")
+            lines.append(head + f"| {r.get('status')} | | | | | | | |")
             continue
         lines.append(
             head + f"| {r['items_per_s']:,.0f} | {100 * r['pct_of_quota']:.1f}% | {r['calls']} "
             f"| {r['refused_429']} ({100 * r['pct_429']:.1f}%) | {r.get('peak')} "
-            f"| {r['lost']} | {r['duplicated']} |"
+            f"| {_seconds(r.get('first_call_s'))} | {r['lost']} | {r['duplicated']} |"
         )
         if r["label"].startswith("gemb2 default") and r["retry_info"]:
             at = f"{r['rpm']:,.0f} req/min"
@@ -179,6 +182,10 @@ def table(case: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, bool | 
     return [*lines, ""], goals
 
 
+def _seconds(s: float | None) -> str:
+    return "" if s is None else f"{s:.2f} s"
+
+
 def _load(case: dict[str, Any], at: int) -> str:
     load = case.get("load")
     return ", ".join(f"{x:.2f}" for x in load[at : at + 3]) if load else "not recorded"
@@ -188,12 +195,24 @@ def _load(case: dict[str, Any], at: int) -> str:
 
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
-    """One row: embed the texts with these settings, timed from the first call."""
-    from gemb2 import Embedder
-    from gemb2.transport.genai import genai_client
+    """One row: embed the texts with these settings, timed from ``embed`` (checking every
+    input before the first call included: ``first_call_s``)."""
+    from gemb2 import Embedder, EmbedSettings
+    from gemb2.transport.base import Answer, EmbedCall
+    from gemb2.transport.genai import GenAITransport, genai_client
+
+    first: list[float] = []
+
+    class Noted(GenAITransport):
+        """Notes when the first call is sent."""
+
+        def post(self, call: EmbedCall) -> Answer:
+            first.append(time.perf_counter())
+            return super().post(call)
 
     texts = json.loads(Path(job["texts"]).read_text())
-    emb = Embedder(base_url=job["base_url"], dimensions=job["dims"], **job["settings"])
+    settings = EmbedSettings(base_url=job["base_url"], dimensions=job["dims"], **job["settings"])
+    emb = Embedder(settings=settings, transport=Noted(settings))
     _ = genai_client(emb.transport)  # the SDK client is built before the clock starts
     t0 = time.perf_counter()
     vectors = emb.embed(texts)
@@ -205,6 +224,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         "items": len(texts),
         "vectors": good,
         "wall_s": wall,
+        "first_call_s": min(first) - t0 if first else None,
         "peak": emb.gate.peak,
         "window": round(emb.gate.window, 2),
         "decreases": emb.gate.decreases,

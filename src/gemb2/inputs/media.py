@@ -263,6 +263,15 @@ class Item:
     parts: tuple[str | Media, ...]
     title: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # the parts by kind, split once: limits, conditioning and batching all ask for them
+    # (tuples, not a cached_property's lists: fewer objects for the garbage collector)
+    media: tuple[Media, ...] = field(init=False, repr=False, compare=False)
+    texts: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = self.parts
+        object.__setattr__(self, "media", tuple([p for p in parts if isinstance(p, Media)]))
+        object.__setattr__(self, "texts", tuple([p for p in parts if isinstance(p, str)]))
 
     @classmethod
     def of(cls, value: ItemLike, *, title: str | None = None) -> Item:
@@ -315,15 +324,6 @@ class Item:
                 limit="a path, file://, http(s):// or gs://",
             )
         return cls.from_path(Path(uri))
-
-    # the parts never change, and limits, conditioning and batching all ask for these
-    @cached_property
-    def media(self) -> list[Media]:
-        return [p for p in self.parts if isinstance(p, Media)]
-
-    @cached_property
-    def texts(self) -> list[str]:
-        return [p for p in self.parts if isinstance(p, str)]
 
     @property
     def text(self) -> str:  # not cached: cheaper than a cached_property's first read (3.11 locks)
