@@ -39,7 +39,7 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 CEILING = (
-    "no quota, gemb2 fixed `max_concurrency=16`",
+    "gemb2 fixed `max_concurrency=16`",
     {"max_concurrency": 16, "adaptive_concurrency": False},
 )
 
@@ -135,7 +135,7 @@ def table(case: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, bool | 
     c = case.get("ceiling")
     if c and c.get("status") == "ok":  # older results have no ceiling row
         lines[4:4] = [
-            f"The ceiling of this run: with no quota at the same latency, {c['label']} "
+            f"The ceiling of this run: with no quota, at the same latency, {c['label']} "
             f"served {c['items_per_s']:,.0f} items/s, {100 * c['pct_of_quota']:.0f}% of the "
             f"{c['rpm']:,.0f} req/min quota (the client and the emulator share 2 cores; a row "
             "reaches the quota only where this is well above 100%).",
