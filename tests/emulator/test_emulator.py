@@ -328,11 +328,8 @@ def test_vector_cache_answers_what_it_would_compute_and_stays_in_its_bytes() -> 
     spec = get_model(MODEL)
     media = MediaCache()
 
-    def item(text: str, dims: int, task: str | None = None) -> Any:
-        request: dict[str, Any] = {"content": {"parts": [{"text": text}]}}
-        request["outputDimensionality"] = dims
-        if task:
-            request["taskType"] = task
+    def item(text: str, dims: int) -> Any:
+        request = {"content": {"parts": [{"text": text}]}, "outputDimensionality": dims}
         return parse_item(0, request, spec, 3072, media)
 
     cache = VectorCache(max_bytes=3 * 768 * 4)  # three 768-d vectors

@@ -11,9 +11,10 @@ import binascii
 import mimetypes
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from gemb2.errors import MediaReadError
 from gemb2.inputs.probe import av_info, canonical_mime, check_image, modality_of, pdf_page_count
@@ -35,6 +36,9 @@ from gemb2.testing.emulator.vectors import (
     output_values,
     strip_prefix,
 )
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 TASK_TYPES = frozenset(
     {
@@ -85,32 +89,48 @@ class Item:
         return (space, self.identity, tuple(self.parts), self.dims, self.normalized)
 
 
-class MediaCache:
+class _Recent(Generic[K, V]):
+    """The most recently used entries, up to ``limit`` in all by ``weight`` (one each by
+    default); thread-safe."""
+
+    def __init__(self, limit: int, weight: Callable[[V], int] = lambda _: 1) -> None:
+        self._limit, self._weight, self._total = limit, weight, 0
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[K, V] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._total -= self._weight(old)
+            self._entries[key] = value
+            self._total += self._weight(value)
+            while self._total > self._limit:
+                _, gone = self._entries.popitem(last=False)
+                self._total -= self._weight(gone)
+
+
+class MediaCache(_Recent[tuple[str, str], MediaFacts]):
     """Digest -> facts, so repeated test media are decoded once.
 
     Sized for the media-scale benchmark's 1,500 files: with fewer entries its warm-up pass
     is evicted and every timed run decodes each file again, on the client's cores."""
 
     def __init__(self, size: int = 2048) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._facts: OrderedDict[tuple[str, str], MediaFacts] = OrderedDict()
-
-    def get(self, key: tuple[str, str]) -> MediaFacts | None:
-        with self._lock:
-            facts = self._facts.get(key)
-            if facts is not None:
-                self._facts.move_to_end(key)
-            return facts
-
-    def put(self, key: tuple[str, str], facts: MediaFacts) -> None:
-        with self._lock:
-            self._facts[key] = facts
-            while len(self._facts) > self._size:
-                self._facts.popitem(last=False)
+        super().__init__(size)
 
 
-class VectorCache:
+class VectorCache(_Recent[tuple[object, ...], Vector]):
     """Answered vectors by everything they depend on, up to ``max_bytes`` of them.
 
     A content's vector costs the emulator about 0.1 ms of numpy work (a 3,072-d sum per
@@ -120,30 +140,15 @@ class VectorCache:
     the same values."""
 
     def __init__(self, max_bytes: int = 128 << 20) -> None:
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self._vectors: OrderedDict[tuple[object, ...], Vector] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._vectors)
+        super().__init__(max_bytes, weight=lambda v: v.nbytes)
 
     def values(self, item: Item, space: str) -> Vector:
         key = item.vector_key(space)
-        with self._lock:
-            hit = self._vectors.get(key)
-            if hit is not None:
-                self._vectors.move_to_end(key)
-                return hit
-        vector = item.values(space)
-        vector.setflags(write=False)  # shared by every answer that hits it
-        with self._lock:
-            if key not in self._vectors:
-                self._vectors[key] = vector
-                self._bytes += vector.nbytes
-            while self._bytes > self._max_bytes:
-                _, old = self._vectors.popitem(last=False)
-                self._bytes -= old.nbytes
+        vector = self.get(key)
+        if vector is None:
+            vector = item.values(space)
+            vector.setflags(write=False)  # shared by every answer that hits it
+            self.put(key, vector)
         return vector
 
 
